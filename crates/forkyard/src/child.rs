@@ -1,0 +1,253 @@
+//! A handle on one child process, backed by a pidfd where the kernel has them.
+//!
+//! Why this module exists: a PID is only a number, and once its process has been reaped the
+//! kernel may give the number to a stranger; `kill(pid)` after that hits the wrong process.
+//! A pidfd (Linux 5.3+) names one process for as long as the descriptor is open, so
+//! [`Child::kill`] and [`Child::wait`] can never reach a recycled PID.
+//!
+//! **Fallback without pidfds** (older kernels, or a descriptor table that was full at fork
+//! time): the handle keeps the bare PID. That is still safe as long as nothing else in the
+//! process reaps it, because a child's PID cannot be reused until its parent has collected it;
+//! `kill` is refused once the handle has seen the child reaped, and `wait_timeout` polls with
+//! a backoff (1 ms doubling to 50 ms) instead of sleeping on the descriptor.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::status::{ResourceUsage, WaitEvent};
+use crate::sys::{self, Waited};
+use crate::{ExitStatus, Pid, Signal};
+
+/// A child process of this process, not yet collected (or collected by this handle).
+///
+/// Dropping a `Child` that is still running does not kill it; the handle is put on a list of
+/// dropped children, and every later fork or wait in this crate (or
+/// [`reap_dropped_children`]) collects those that have ended, so they do not stay zombies.
+#[derive(Debug)]
+pub struct Child {
+    pid: Pid,
+    pidfd: Option<OwnedFd>,
+    ended: Option<(ExitStatus, ResourceUsage)>,
+}
+
+/// Children whose handles were dropped while they ran, to be reaped when they end.
+static DROPPED: Mutex<Vec<Child>> = Mutex::new(Vec::new());
+
+/// Collects the dropped children that have ended; returns how many were collected.
+///
+/// Called by every fork and wait in this crate, so most programs never need to call it.
+pub fn reap_dropped_children() -> usize {
+    let Ok(mut dropped) = DROPPED.try_lock() else {
+        return 0;
+    };
+    let before = dropped.len();
+    dropped.retain_mut(|child| !matches!(child.try_wait(), Ok(Some(_)) | Err(_)));
+    before - dropped.len()
+}
+
+impl Child {
+    /// The handle for a child we have just forked: opens its pidfd (it cannot have been
+    /// reaped yet, so the PID is still ours).
+    pub(crate) fn fresh(pid: Pid) -> Child {
+        let pidfd = if sys::pidfds_available() {
+            sys::pidfd_open(pid).ok()
+        } else {
+            None
+        };
+        reap_dropped_children();
+        Child {
+            pid,
+            pidfd,
+            ended: None,
+        }
+    }
+
+    /// Takes charge of an existing child of this process that has not been reaped, such as
+    /// one started by `std::process::Command::spawn`. Fails if `pid` is not a child of this
+    /// process (or has already been reaped).
+    ///
+    /// Do not also wait on it through the `std` handle: only one of the two can collect it.
+    pub fn from_pid(pid: Pid) -> Result<Child> {
+        let child = Child::fresh(pid);
+        // WNOWAIT leaves the child waitable; ECHILD proves it is not ours to wait for.
+        let probe = match &child.pidfd {
+            Some(fd) => sys::waitid(
+                libc::P_PIDFD,
+                fd.as_raw_fd(),
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            ),
+            None => sys::waitid(
+                libc::P_PID,
+                pid.as_raw(),
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            ),
+        };
+        match probe {
+            Ok(_) => Ok(child),
+            Err(e) => {
+                // It is not our child, so there is nothing for Drop to collect.
+                let mut child = child;
+                child.ended = Some((ExitStatus::Exited(0), ResourceUsage::default()));
+                Err(Error::sys(
+                    "waitid",
+                    format!("process {pid} (is it a child of this process?)"),
+                    e,
+                ))
+            }
+        }
+    }
+
+    /// The child's PID.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The child's pidfd, if the kernel gave one: poll it for readability to learn of the
+    /// child's exit without a signal.
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// How the child ended, if this handle has collected it.
+    pub fn status(&self) -> Option<ExitStatus> {
+        self.ended.map(|(status, _)| status)
+    }
+
+    /// What the child cost (CPU times, peak memory), once it has been collected.
+    pub fn resource_usage(&self) -> Option<ResourceUsage> {
+        self.ended.map(|(_, usage)| usage)
+    }
+
+    fn wait_raw(&mut self, options: libc::c_int) -> Result<Option<ExitStatus>> {
+        if let Some((status, _)) = self.ended {
+            return Ok(Some(status));
+        }
+        let waited = match &self.pidfd {
+            Some(fd) => sys::waitid(libc::P_PIDFD, fd.as_raw_fd(), libc::WEXITED | options),
+            None => sys::wait4(self.pid.as_raw(), options),
+        };
+        let waited = waited.map_err(|e| Error::sys("waitid", format!("child {}", self.pid), e))?;
+        Ok(self.record(waited))
+    }
+
+    fn record(&mut self, waited: Option<Waited>) -> Option<ExitStatus> {
+        match waited {
+            Some(Waited {
+                event: WaitEvent::Ended(status),
+                usage,
+                ..
+            }) => {
+                self.ended = Some((status, usage));
+                self.pidfd = None;
+                Some(status)
+            }
+            _ => None,
+        }
+    }
+
+    /// Marks the child as collected by someone else (a reaper that used `waitpid(-1)`).
+    pub(crate) fn set_reaped(&mut self, status: ExitStatus, usage: ResourceUsage) {
+        self.ended = Some((status, usage));
+        self.pidfd = None;
+    }
+
+    /// Waits for the child to end, collects it and returns how it ended. Returns at once if
+    /// it was already collected.
+    pub fn wait(&mut self) -> Result<ExitStatus> {
+        let status = self.wait_raw(0)?;
+        reap_dropped_children();
+        status.ok_or_else(|| {
+            Error::sys(
+                "waitid",
+                format!("child {}", self.pid),
+                std::io::ErrorKind::UnexpectedEof.into(),
+            )
+        })
+    }
+
+    /// Collects the child if it has ended; `Ok(None)` if it is still running.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        self.wait_raw(libc::WNOHANG)
+    }
+
+    /// Waits up to `timeout` for the child to end. On `Ok(None)` the child is still
+    /// running, and still waitable.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(Some(status));
+            }
+            let Some(left) = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+            else {
+                return Ok(None);
+            };
+            match &self.pidfd {
+                Some(fd) => {
+                    // A pidfd becomes readable when the process ends.
+                    let mut fds = [libc::pollfd {
+                        fd: fd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    }];
+                    sys::poll(&mut fds, Some(left)).map_err(|e| {
+                        Error::sys("poll", format!("the pidfd of child {}", self.pid), e)
+                    })?;
+                }
+                None => {
+                    std::thread::sleep(backoff.min(left));
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    /// Sends `signal` to the child. Once the child has been collected nothing is sent and
+    /// `Ok(())` is returned; a child that has ended but is not yet collected cannot be
+    /// reached either, and that is not an error.
+    pub fn kill(&self, signal: Signal) -> Result<()> {
+        if self.ended.is_some() {
+            return Ok(());
+        }
+        let sent = match &self.pidfd {
+            Some(fd) => sys::pidfd_send_signal(fd.as_fd(), signal.as_raw()),
+            // The child is not collected, so its PID cannot have been reused.
+            None => sys::kill(self.pid, signal.as_raw()),
+        };
+        match sent {
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) => Err(Error::sys(
+                "pidfd_send_signal",
+                format!("child {} ({signal})", self.pid),
+                e,
+            )),
+            Ok(()) => Ok(()),
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.ended.is_some() || matches!(self.try_wait(), Ok(Some(_)) | Err(_)) {
+            return;
+        }
+        let orphan = Child {
+            pid: self.pid,
+            pidfd: self.pidfd.take(),
+            ended: None,
+        };
+        self.ended = Some((ExitStatus::Exited(0), ResourceUsage::default()));
+        if let Ok(mut dropped) = DROPPED.lock() {
+            dropped.push(orphan);
+        } else {
+            // A poisoned list only happens after a panic elsewhere; leaking the handle keeps
+            // the child reapable by a later waitpid(-1) rather than losing it.
+            std::mem::forget(orphan);
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The SIGCHLD strategy: a signalfd that becomes readable when a child changes state.
+//!
+//! Why a signalfd and not a handler: the seed's handler runs in signal context, where only
+//! async-signal-safe calls are allowed, and must re-install itself on some Unixes. A
+//! signalfd turns the signal into data read in the ordinary loop, with none of that. The
+//! price is that SIGCHLD must be blocked in every thread, or the kernel hands it to a thread
+//! that does not block it, where its default action (ignore) discards it.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::signal::{SignalFd, SignalSet};
+use crate::{Signal, sys};
+
+/// Blocks SIGCHLD in the calling thread, so that threads started from it afterwards
+/// inherit the block. Call it at the top of `main` if you will create a
+/// [`crate::Strategy::Signal`] reaper after starting threads.
+pub fn block_sigchld() -> Result<()> {
+    [Signal::CHLD]
+        .into_iter()
+        .collect::<SignalSet>()
+        .block()
+        .map(drop)
+}
+
+pub(super) struct Sigchld {
+    fd: SignalFd,
+}
+
+impl Sigchld {
+    pub(super) fn new() -> Result<Sigchld> {
+        block_sigchld()?;
+        if let Some(tid) = thread_not_blocking_sigchld()? {
+            return Err(Error::Unsupported {
+                what: "a SIGCHLD reaper",
+                why: format!(
+                    "thread {tid} of this process does not block SIGCHLD and would swallow it; \
+                     call forkyard::reap::block_sigchld() before starting threads, or use Strategy::Pidfd"
+                ),
+            });
+        }
+        let set: SignalSet = [Signal::CHLD].into_iter().collect();
+        Ok(Sigchld {
+            fd: SignalFd::new(&set)?,
+        })
+    }
+
+    /// Reads and discards every pending SIGCHLD: one read stands for any number of exits,
+    /// and the sweep that follows finds them all.
+    pub(super) fn drain(&self) -> Result<()> {
+        while self.fd.try_read()?.is_some() {}
+        Ok(())
+    }
+
+    /// Sleeps until a SIGCHLD is pending or `timeout` passes.
+    pub(super) fn wait(&self, timeout: Option<Duration>) -> Result<()> {
+        let mut fds = [libc::pollfd {
+            fd: self.fd.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        sys::poll(&mut fds, timeout).map_err(|e| Error::sys("poll", "the SIGCHLD signalfd", e))?;
+        Ok(())
+    }
+
+    pub(super) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// The first thread of this process whose mask lets SIGCHLD through, from the `SigBlk:`
+/// lines of `/proc/self/task/*/status`.
+fn thread_not_blocking_sigchld() -> Result<Option<i32>> {
+    let bit = 1u64 << (libc::SIGCHLD - 1);
+    let tasks = std::fs::read_dir("/proc/self/task")
+        .map_err(|e| Error::sys("opendir", "/proc/self/task", e))?;
+    for entry in tasks.flatten() {
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let blocked = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
+        if let Some(mask) = blocked {
+            if mask & bit == 0 {
+                return Ok(entry.file_name().to_str().and_then(|s| s.parse().ok()));
+            }
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,584 @@
+//! Signals: names and numbers, sets and masks, dispositions, and a signalfd to read them.
+//!
+//! Why this module exists: every tool in forkyard takes signals from users (`--stop-signal
+//! QUIT`, `--rewrite TERM:QUIT`, `SIGRTMIN+3`), forwards them, blocks them before threads
+//! start, and must hand a child the mask and dispositions it inherited rather than its own.
+//! Real-time signals are first-class here: their numbers depend on the C library (glibc keeps
+//! 32 and 33 for itself), so names are computed from `SIGRTMIN()`/`SIGRTMAX()` at run time.
+
+use std::fmt;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::{Pid, sys};
+
+/// One signal, standard (1-31) or real-time (`SIGRTMIN`..=`SIGRTMAX`).
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct Signal(i32);
+
+/// The standard signals by name, as Linux numbers them on this architecture. The first name
+/// of a number is the one we print.
+const NAMES: &[(&str, i32)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("IOT", libc::SIGABRT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("STKFLT", libc::SIGSTKFLT),
+    ("CHLD", libc::SIGCHLD),
+    ("CLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("POLL", libc::SIGIO),
+    ("PWR", libc::SIGPWR),
+    ("SYS", libc::SIGSYS),
+];
+
+#[allow(missing_docs)]
+impl Signal {
+    pub const HUP: Signal = Signal(libc::SIGHUP);
+    pub const INT: Signal = Signal(libc::SIGINT);
+    pub const QUIT: Signal = Signal(libc::SIGQUIT);
+    pub const ILL: Signal = Signal(libc::SIGILL);
+    pub const TRAP: Signal = Signal(libc::SIGTRAP);
+    pub const ABRT: Signal = Signal(libc::SIGABRT);
+    pub const BUS: Signal = Signal(libc::SIGBUS);
+    pub const FPE: Signal = Signal(libc::SIGFPE);
+    pub const KILL: Signal = Signal(libc::SIGKILL);
+    pub const USR1: Signal = Signal(libc::SIGUSR1);
+    pub const SEGV: Signal = Signal(libc::SIGSEGV);
+    pub const USR2: Signal = Signal(libc::SIGUSR2);
+    pub const PIPE: Signal = Signal(libc::SIGPIPE);
+    pub const ALRM: Signal = Signal(libc::SIGALRM);
+    pub const TERM: Signal = Signal(libc::SIGTERM);
+    pub const CHLD: Signal = Signal(libc::SIGCHLD);
+    pub const CONT: Signal = Signal(libc::SIGCONT);
+    pub const STOP: Signal = Signal(libc::SIGSTOP);
+    pub const TSTP: Signal = Signal(libc::SIGTSTP);
+    pub const TTIN: Signal = Signal(libc::SIGTTIN);
+    pub const TTOU: Signal = Signal(libc::SIGTTOU);
+    pub const URG: Signal = Signal(libc::SIGURG);
+    pub const WINCH: Signal = Signal(libc::SIGWINCH);
+    pub const PWR: Signal = Signal(libc::SIGPWR);
+    pub const SYS: Signal = Signal(libc::SIGSYS);
+}
+
+impl Signal {
+    /// The signal with this number, if it is one (1..=`SIGRTMAX`).
+    pub fn new(number: i32) -> Option<Signal> {
+        (1..=libc::SIGRTMAX())
+            .contains(&number)
+            .then_some(Signal(number))
+    }
+
+    /// Wraps a number the kernel reported (a wait status, a siginfo); no check is needed.
+    pub(crate) fn from_kernel(number: i32) -> Signal {
+        Signal(number)
+    }
+
+    /// The signal's number.
+    pub fn as_raw(self) -> i32 {
+        self.0
+    }
+
+    /// The lowest real-time signal the C library leaves to programs.
+    pub fn rtmin() -> Signal {
+        Signal(libc::SIGRTMIN())
+    }
+
+    /// The highest real-time signal.
+    pub fn rtmax() -> Signal {
+        Signal(libc::SIGRTMAX())
+    }
+
+    /// Whether this is a real-time signal (queued, never coalesced).
+    pub fn is_realtime(self) -> bool {
+        self.0 >= libc::SIGRTMIN() && self.0 <= libc::SIGRTMAX()
+    }
+
+    /// Whether a process can catch, block or ignore it: everything but SIGKILL and SIGSTOP.
+    pub fn is_catchable(self) -> bool {
+        self != Signal::KILL && self != Signal::STOP
+    }
+
+    /// Every signal a program may use: 1-31 and `SIGRTMIN`..=`SIGRTMAX` (the numbers glibc
+    /// keeps for its threads are left out).
+    pub fn all() -> impl Iterator<Item = Signal> {
+        (1..32)
+            .chain(libc::SIGRTMIN()..=libc::SIGRTMAX())
+            .map(Signal)
+    }
+
+    /// Sends this signal to one process by PID. Prefer [`crate::Child::kill`] for your own
+    /// children: a PID can be reused once its process has been reaped.
+    pub fn send(self, pid: Pid) -> Result<()> {
+        sys::kill(pid, self.0).map_err(|e| Error::sys("kill", format!("process {pid} ({self})"), e))
+    }
+
+    /// Sends this signal to every process in the group `pgid`.
+    pub fn send_group(self, pgid: Pid) -> Result<()> {
+        sys::kill_group(pgid, self.0)
+            .map_err(|e| Error::sys("kill", format!("process group {pgid} ({self})"), e))
+    }
+
+    /// What the calling process does on this signal now.
+    pub fn disposition(self) -> Result<Disposition> {
+        let mut old = MaybeUninit::<libc::sigaction>::zeroed();
+        // SAFETY: a null new action only queries; `old` is valid for writes.
+        sys::cvt(unsafe { libc::sigaction(self.0, std::ptr::null(), old.as_mut_ptr()) })
+            .map_err(|e| Error::sys("sigaction", self.to_string(), e))?;
+        // SAFETY: sigaction succeeded and filled `old` in.
+        let old = unsafe { old.assume_init() };
+        Ok(match old.sa_sigaction {
+            libc::SIG_DFL => Disposition::Default,
+            libc::SIG_IGN => Disposition::Ignore,
+            _ => Disposition::Handler,
+        })
+    }
+
+    /// Sets this signal to its default action or to be ignored, returning what it was.
+    /// Installing handlers is deliberately not offered: forkyard reads signals from a
+    /// [`SignalFd`] instead, which has none of a handler's restrictions.
+    pub fn set_disposition(self, to: Disposition) -> Result<Disposition> {
+        let handler = match to {
+            Disposition::Default => libc::SIG_DFL,
+            Disposition::Ignore => libc::SIG_IGN,
+            Disposition::Handler => {
+                return Err(Error::Unsupported {
+                    what: "installing a signal handler",
+                    why: "read signals from a SignalFd instead".into(),
+                });
+            }
+        };
+        let before = self.disposition()?;
+        let mut action = MaybeUninit::<libc::sigaction>::zeroed();
+        // SAFETY: a zeroed sigaction is a valid starting point (empty mask, no flags); we set
+        // the handler field to SIG_DFL or SIG_IGN, which need no function behind them.
+        unsafe {
+            (*action.as_mut_ptr()).sa_sigaction = handler;
+            sys::cvt(libc::sigaction(
+                self.0,
+                action.as_ptr(),
+                std::ptr::null_mut(),
+            ))
+            .map_err(|e| Error::sys("sigaction", self.to_string(), e))?;
+        }
+        Ok(before)
+    }
+}
+
+/// What a process does when a signal arrives.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Disposition {
+    /// The default action (terminate, core, stop, continue or nothing, by signal).
+    Default,
+    /// Discard it. Survives `exec`, so a child inherits it.
+    Ignore,
+    /// A handler function (reset to `Default` by `exec`).
+    Handler,
+}
+
+impl fmt::Display for Signal {
+    /// `SIGTERM`, `SIGRTMIN+3`, `SIGRTMAX-2`, as `kill -l` prints them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((name, _)) = NAMES.iter().find(|(_, n)| *n == self.0) {
+            return write!(f, "SIG{name}");
+        }
+        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        if self.0 == min {
+            f.write_str("SIGRTMIN")
+        } else if self.0 == max {
+            f.write_str("SIGRTMAX")
+        } else if self.0 > min && self.0 - min <= (max - min) / 2 {
+            write!(f, "SIGRTMIN+{}", self.0 - min)
+        } else if self.0 > min && self.0 < max {
+            write!(f, "SIGRTMAX-{}", max - self.0)
+        } else {
+            write!(f, "SIG{}", self.0)
+        }
+    }
+}
+
+impl fmt::Debug for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}({})", self.0)
+    }
+}
+
+impl FromStr for Signal {
+    type Err = Error;
+
+    /// Reads `TERM`, `SIGTERM`, `term`, `15`, `RTMIN`, `SIGRTMIN+3`, `RTMAX-1`.
+    fn from_str(input: &str) -> Result<Signal> {
+        let bad = |reason| Error::BadSignal {
+            input: input.to_string(),
+            reason,
+        };
+        let text = input.trim();
+        if text.is_empty() {
+            return Err(bad("it is empty"));
+        }
+        if text.bytes().all(|b| b.is_ascii_digit()) {
+            let n: i32 = text.parse().map_err(|_| bad("the number is too large"))?;
+            return Signal::new(n).ok_or_else(|| bad("no signal has that number on this system"));
+        }
+        let upper = text.to_ascii_uppercase();
+        let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+        if let Some((_, n)) = NAMES.iter().find(|(candidate, _)| *candidate == name) {
+            return Ok(Signal(*n));
+        }
+        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        let realtime = |base: i32, rest: &str, sign: i32| -> Result<Signal> {
+            let n = if rest.is_empty() {
+                base
+            } else {
+                let (op, digits) = rest.split_at(1);
+                let expected = if sign > 0 { "+" } else { "-" };
+                if op != expected
+                    || digits.is_empty()
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return Err(bad("write real-time signals as RTMIN+n or RTMAX-n"));
+                }
+                let offset: i32 = digits.parse().map_err(|_| bad("the offset is too large"))?;
+                base + sign * offset
+            };
+            if (min..=max).contains(&n) {
+                Ok(Signal(n))
+            } else {
+                Err(bad("it is outside SIGRTMIN..SIGRTMAX"))
+            }
+        };
+        if let Some(rest) = name.strip_prefix("RTMIN") {
+            return realtime(min, rest, 1);
+        }
+        if let Some(rest) = name.strip_prefix("RTMAX") {
+            return realtime(max, rest, -1);
+        }
+        Err(bad("unknown signal name"))
+    }
+}
+
+/// A set of signals (a `sigset_t`), used for masks and for signalfds.
+#[derive(Clone, Copy)]
+pub struct SignalSet(libc::sigset_t);
+
+impl SignalSet {
+    /// No signals.
+    pub fn empty() -> SignalSet {
+        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the whole set.
+        unsafe {
+            libc::sigemptyset(set.as_mut_ptr());
+            SignalSet(set.assume_init())
+        }
+    }
+
+    /// Every signal (glibc leaves out the two it keeps for its threads).
+    pub fn full() -> SignalSet {
+        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigfillset initialises the whole set.
+        unsafe {
+            libc::sigfillset(set.as_mut_ptr());
+            SignalSet(set.assume_init())
+        }
+    }
+
+    /// Adds a signal.
+    pub fn insert(&mut self, signal: Signal) {
+        // SAFETY: the set is initialised and the number is a valid signal.
+        unsafe { libc::sigaddset(&mut self.0, signal.0) };
+    }
+
+    /// Removes a signal.
+    pub fn remove(&mut self, signal: Signal) {
+        // SAFETY: the set is initialised and the number is a valid signal.
+        unsafe { libc::sigdelset(&mut self.0, signal.0) };
+    }
+
+    /// Whether the set holds this signal.
+    pub fn contains(&self, signal: Signal) -> bool {
+        // SAFETY: the set is initialised and the number is a valid signal.
+        unsafe { libc::sigismember(&self.0, signal.0) == 1 }
+    }
+
+    /// The signals in the set, lowest first.
+    pub fn iter(&self) -> impl Iterator<Item = Signal> + '_ {
+        (1..=libc::SIGRTMAX())
+            .map(Signal)
+            .filter(|s| self.contains(*s))
+    }
+
+    /// The raw set, for system calls this crate does not wrap.
+    pub fn as_raw(&self) -> &libc::sigset_t {
+        &self.0
+    }
+
+    fn mask(how: libc::c_int, set: Option<&SignalSet>) -> Result<SignalSet> {
+        let mut old = SignalSet::empty();
+        let new = set.map_or(std::ptr::null(), |s| &s.0 as *const libc::sigset_t);
+        // SAFETY: `new` is null or a valid set; `old` is a valid set to write to.
+        let ret = unsafe { libc::pthread_sigmask(how, new, &mut old.0) };
+        if ret != 0 {
+            return Err(Error::sys(
+                "pthread_sigmask",
+                "the calling thread",
+                std::io::Error::from_raw_os_error(ret),
+            ));
+        }
+        Ok(old)
+    }
+
+    /// The calling thread's signal mask.
+    pub fn thread_mask() -> Result<SignalSet> {
+        SignalSet::mask(libc::SIG_BLOCK, None)
+    }
+
+    /// Blocks these signals in the calling thread (threads started afterwards inherit the
+    /// mask); returns the mask as it was.
+    pub fn block(&self) -> Result<SignalSet> {
+        SignalSet::mask(libc::SIG_BLOCK, Some(self))
+    }
+
+    /// Unblocks these signals in the calling thread; returns the mask as it was.
+    pub fn unblock(&self) -> Result<SignalSet> {
+        SignalSet::mask(libc::SIG_UNBLOCK, Some(self))
+    }
+
+    /// Makes this set the calling thread's whole mask; returns the mask as it was.
+    pub fn set_thread_mask(&self) -> Result<SignalSet> {
+        SignalSet::mask(libc::SIG_SETMASK, Some(self))
+    }
+
+    /// The signals whose disposition in this process is "ignore".
+    pub fn ignored() -> Result<SignalSet> {
+        let mut set = SignalSet::empty();
+        for signal in Signal::all().filter(|s| s.is_catchable()) {
+            if signal.disposition()? == Disposition::Ignore {
+                set.insert(signal);
+            }
+        }
+        Ok(set)
+    }
+}
+
+impl FromIterator<Signal> for SignalSet {
+    fn from_iter<I: IntoIterator<Item = Signal>>(iter: I) -> SignalSet {
+        let mut set = SignalSet::empty();
+        for s in iter {
+            set.insert(s);
+        }
+        set
+    }
+}
+
+impl PartialEq for SignalSet {
+    fn eq(&self, other: &SignalSet) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for SignalSet {}
+
+impl fmt::Debug for SignalSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// One signal read from a [`SignalFd`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignalInfo {
+    /// The signal.
+    pub signal: Signal,
+    /// `si_code`: who or what sent it (`SI_USER` for `kill`, `CLD_EXITED` for SIGCHLD, ...).
+    pub code: i32,
+    /// The sending process, when the kernel says (`kill`, SIGCHLD).
+    pub sender: Option<Pid>,
+    /// The sender's real user ID.
+    pub sender_uid: u32,
+}
+
+/// A descriptor that delivers blocked signals as data, read in an ordinary loop (no handler,
+/// no async-signal-safety rules, no lost wake-up between a check and a sleep).
+///
+/// The signals must be blocked in **every** thread, or the kernel may deliver them to a
+/// thread that does not block them instead; block them before starting any thread.
+#[derive(Debug)]
+pub struct SignalFd {
+    fd: OwnedFd,
+}
+
+impl SignalFd {
+    /// A non-blocking, close-on-exec signalfd for `set`. It does not block the signals: call
+    /// [`SignalSet::block`] first.
+    pub fn new(set: &SignalSet) -> Result<SignalFd> {
+        // SAFETY: -1 asks for a new descriptor; the set is a valid sigset_t.
+        let fd = unsafe { libc::signalfd(-1, &set.0, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+        let fd = sys::cvt(fd).map_err(|e| Error::sys("signalfd", format!("{set:?}"), e))?;
+        // SAFETY: signalfd succeeded; the descriptor is ours.
+        Ok(SignalFd {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Reads one pending signal without blocking.
+    pub fn try_read(&self) -> Result<Option<SignalInfo>> {
+        let mut raw = MaybeUninit::<libc::signalfd_siginfo>::zeroed();
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: `raw` is a valid, writable signalfd_siginfo of exactly `size` bytes.
+        let buf = unsafe { std::slice::from_raw_parts_mut(raw.as_mut_ptr().cast::<u8>(), size) };
+        match sys::read(self.fd.as_fd(), buf) {
+            Ok(n) if n == size => {
+                // SAFETY: the kernel wrote a whole record.
+                let raw = unsafe { raw.assume_init() };
+                Ok(Some(SignalInfo {
+                    signal: Signal(raw.ssi_signo as i32),
+                    code: raw.ssi_code,
+                    sender: Pid::new(raw.ssi_pid as i32),
+                    sender_uid: raw.ssi_uid,
+                }))
+            }
+            Ok(_) => Err(Error::sys(
+                "read",
+                "a signalfd",
+                std::io::ErrorKind::UnexpectedEof.into(),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(Error::sys("read", "a signalfd", e)),
+        }
+    }
+
+    /// Waits up to `timeout` (forever with `None`) for a signal and reads it.
+    pub fn read(&self, timeout: Option<Duration>) -> Result<Option<SignalInfo>> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            if let Some(info) = self.try_read()? {
+                return Ok(Some(info));
+            }
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Ok(None),
+                },
+            };
+            let mut fds = [libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            sys::poll(&mut fds, left).map_err(|e| Error::sys("poll", "a signalfd", e))?;
+        }
+    }
+}
+
+impl AsFd for SignalFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_numbers_and_realtime() {
+        for text in ["TERM", "SIGTERM", "term", "SigTerm", "15", " 15 "] {
+            assert_eq!(text.parse::<Signal>().ok(), Some(Signal::TERM), "{text}");
+        }
+        assert_eq!("IOT".parse::<Signal>().ok(), Some(Signal::ABRT));
+        let min = libc::SIGRTMIN();
+        let max = libc::SIGRTMAX();
+        assert_eq!(
+            "SIGRTMIN+3".parse::<Signal>().map(Signal::as_raw).ok(),
+            Some(min + 3)
+        );
+        assert_eq!(
+            "RTMIN".parse::<Signal>().map(Signal::as_raw).ok(),
+            Some(min)
+        );
+        assert_eq!(
+            "rtmax-1".parse::<Signal>().map(Signal::as_raw).ok(),
+            Some(max - 1)
+        );
+        assert_eq!(
+            "SIGRTMAX".parse::<Signal>().map(Signal::as_raw).ok(),
+            Some(max)
+        );
+        assert_eq!(
+            max.to_string().parse::<Signal>().map(Signal::as_raw).ok(),
+            Some(max)
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_signal() {
+        for text in [
+            "",
+            "0",
+            "65",
+            "99999999999",
+            "TERMINATE",
+            "RTMIN-1",
+            "RTMAX+1",
+            "RTMIN+",
+            "RTMIN+x",
+            "-15",
+        ] {
+            let err = text.parse::<Signal>().expect_err(text);
+            assert!(err.to_string().contains("is not a signal"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn names_round_trip_like_kill_l() {
+        for signal in Signal::all() {
+            let name = signal.to_string();
+            assert_eq!(name.parse::<Signal>().ok(), Some(signal), "{name}");
+        }
+        let min = libc::SIGRTMIN();
+        assert_eq!(Signal(min + 3).to_string(), "SIGRTMIN+3");
+        assert_eq!(Signal(libc::SIGRTMAX() - 2).to_string(), "SIGRTMAX-2");
+        assert_eq!(Signal::KILL.to_string(), "SIGKILL");
+        assert_eq!(format!("{:?}", Signal::TERM), "SIGTERM(15)");
+    }
+
+    #[test]
+    fn sets_hold_what_was_put_in() {
+        let mut set: SignalSet = [Signal::TERM, Signal::rtmin()].into_iter().collect();
+        assert!(set.contains(Signal::TERM) && set.contains(Signal::rtmin()));
+        assert!(!set.contains(Signal::INT));
+        set.remove(Signal::TERM);
+        assert_eq!(set.iter().collect::<Vec<_>>(), vec![Signal::rtmin()]);
+        assert!(SignalSet::full().contains(Signal::rtmax()));
+        assert_eq!(SignalSet::empty().iter().count(), 0);
+    }
+}

@@ -1,0 +1,247 @@
+//! How a process ended, and the other events `wait` reports.
+//!
+//! Why this module exists: the kernel packs an exit code, a signal number, a core-dump bit and
+//! stop/continue events into one `int` (from `waitpid`) or a `siginfo_t` (from `waitid`), and
+//! every layer above (the reapers, `init`'s exit code, the supervisor's restart policy) needs
+//! the same unpacked answer, the same words for it, and the same shell number (128+n).
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::Signal;
+
+/// How a process ended.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+pub enum ExitStatus {
+    /// It called `exit`/`_exit` (or returned from `main`) with this code. Only the low
+    /// 8 bits survive, so `exit(256)` is `Exited(0)`.
+    Exited(u8),
+    /// A signal ended it.
+    Signaled {
+        /// The signal.
+        signal: Signal,
+        /// Whether the kernel wrote a core dump.
+        core_dumped: bool,
+    },
+}
+
+impl ExitStatus {
+    /// Whether the process exited with code 0.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Exited(0)
+    }
+
+    /// The exit code, if the process exited (rather than being killed).
+    pub fn code(self) -> Option<u8> {
+        match self {
+            ExitStatus::Exited(code) => Some(code),
+            ExitStatus::Signaled { .. } => None,
+        }
+    }
+
+    /// The signal that ended the process, if one did.
+    pub fn signal(self) -> Option<Signal> {
+        match self {
+            ExitStatus::Exited(_) => None,
+            ExitStatus::Signaled { signal, .. } => Some(signal),
+        }
+    }
+
+    /// Whether a core dump was written.
+    pub fn core_dumped(self) -> bool {
+        matches!(
+            self,
+            ExitStatus::Signaled {
+                core_dumped: true,
+                ..
+            }
+        )
+    }
+
+    /// The number a POSIX shell would put in `$?`: the exit code, or 128 + the signal number.
+    /// This is also what `forkyard init` and `forkyard up` exit with.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => i32::from(code),
+            ExitStatus::Signaled { signal, .. } => 128 + signal.as_raw(),
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    /// In words: `exited with status 3`, `killed by SIGKILL`, `killed by SIGSEGV (core
+    /// dumped)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Exited(code) => write!(f, "exited with status {code}"),
+            ExitStatus::Signaled {
+                signal,
+                core_dumped: false,
+            } => write!(f, "killed by {signal}"),
+            ExitStatus::Signaled {
+                signal,
+                core_dumped: true,
+            } => {
+                write!(f, "killed by {signal} (core dumped)")
+            }
+        }
+    }
+}
+
+/// One event that `wait` can report about a child: it ended, it was stopped, or it was
+/// continued.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum WaitEvent {
+    /// The child ended; it is gone once this has been collected.
+    Ended(ExitStatus),
+    /// The child was stopped by this signal (reported only to callers who ask with
+    /// `WUNTRACED`/`WSTOPPED`).
+    Stopped(Signal),
+    /// The child was resumed by `SIGCONT` (reported only with `WCONTINUED`).
+    Continued,
+}
+
+impl WaitEvent {
+    /// Decodes the `int` that `waitpid`/`wait4` store.
+    pub fn from_raw(status: libc::c_int) -> WaitEvent {
+        if libc::WIFEXITED(status) {
+            WaitEvent::Ended(ExitStatus::Exited(libc::WEXITSTATUS(status) as u8))
+        } else if libc::WIFSIGNALED(status) {
+            WaitEvent::Ended(ExitStatus::Signaled {
+                signal: Signal::from_kernel(libc::WTERMSIG(status)),
+                core_dumped: libc::WCOREDUMP(status),
+            })
+        } else if libc::WIFSTOPPED(status) {
+            WaitEvent::Stopped(Signal::from_kernel(libc::WSTOPSIG(status)))
+        } else {
+            WaitEvent::Continued
+        }
+    }
+
+    /// Decodes the `si_code`/`si_status` pair that `waitid` and a SIGCHLD `siginfo` carry.
+    pub fn from_siginfo(code: libc::c_int, status: libc::c_int) -> WaitEvent {
+        match code {
+            libc::CLD_EXITED => WaitEvent::Ended(ExitStatus::Exited(status as u8)),
+            libc::CLD_KILLED => WaitEvent::Ended(ExitStatus::Signaled {
+                signal: Signal::from_kernel(status),
+                core_dumped: false,
+            }),
+            libc::CLD_DUMPED => WaitEvent::Ended(ExitStatus::Signaled {
+                signal: Signal::from_kernel(status),
+                core_dumped: true,
+            }),
+            libc::CLD_STOPPED | libc::CLD_TRAPPED => {
+                WaitEvent::Stopped(Signal::from_kernel(status))
+            }
+            _ => WaitEvent::Continued,
+        }
+    }
+
+    /// The exit status, if this event is the end of the process.
+    pub fn exit_status(self) -> Option<ExitStatus> {
+        match self {
+            WaitEvent::Ended(status) => Some(status),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for WaitEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitEvent::Ended(status) => status.fmt(f),
+            WaitEvent::Stopped(signal) => write!(f, "stopped by {signal}"),
+            WaitEvent::Continued => f.write_str("continued"),
+        }
+    }
+}
+
+/// What a finished child cost, as `wait4`/`waitid` report it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct ResourceUsage {
+    /// CPU time spent in user mode.
+    pub user: Duration,
+    /// CPU time spent in the kernel on its behalf.
+    pub system: Duration,
+    /// Its peak resident set size, in kibibytes.
+    pub max_rss_kib: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Raw statuses as the kernel encodes them: code << 8 for exits, the signal number (plus
+    // 0x80 for a core dump) for deaths, sig << 8 | 0x7f for stops, 0xffff for continues.
+    #[test]
+    fn decodes_raw_wait_statuses() {
+        assert_eq!(
+            WaitEvent::from_raw(3 << 8),
+            WaitEvent::Ended(ExitStatus::Exited(3))
+        );
+        assert_eq!(
+            WaitEvent::from_raw(libc::SIGKILL),
+            WaitEvent::Ended(ExitStatus::Signaled {
+                signal: Signal::KILL,
+                core_dumped: false
+            })
+        );
+        assert_eq!(
+            WaitEvent::from_raw(libc::SIGSEGV | 0x80),
+            WaitEvent::Ended(ExitStatus::Signaled {
+                signal: Signal::SEGV,
+                core_dumped: true
+            })
+        );
+        assert_eq!(
+            WaitEvent::from_raw((libc::SIGTSTP << 8) | 0x7f),
+            WaitEvent::Stopped(Signal::TSTP)
+        );
+        assert_eq!(WaitEvent::from_raw(0xffff), WaitEvent::Continued);
+    }
+
+    #[test]
+    fn decodes_siginfo_codes() {
+        assert_eq!(
+            WaitEvent::from_siginfo(libc::CLD_EXITED, 255),
+            WaitEvent::Ended(ExitStatus::Exited(255))
+        );
+        assert_eq!(
+            WaitEvent::from_siginfo(libc::CLD_DUMPED, libc::SIGABRT).exit_status(),
+            Some(ExitStatus::Signaled {
+                signal: Signal::ABRT,
+                core_dumped: true
+            })
+        );
+        assert_eq!(
+            WaitEvent::from_siginfo(libc::CLD_STOPPED, libc::SIGSTOP),
+            WaitEvent::Stopped(Signal::STOP)
+        );
+        assert_eq!(
+            WaitEvent::from_siginfo(libc::CLD_CONTINUED, libc::SIGCONT),
+            WaitEvent::Continued
+        );
+    }
+
+    #[test]
+    fn words_and_shell_numbers() {
+        let three = ExitStatus::Exited(3);
+        assert_eq!(three.to_string(), "exited with status 3");
+        assert_eq!(three.shell_code(), 3);
+        let killed = ExitStatus::Signaled {
+            signal: Signal::KILL,
+            core_dumped: true,
+        };
+        assert_eq!(killed.to_string(), "killed by SIGKILL (core dumped)");
+        assert_eq!(killed.shell_code(), 137);
+        let term = ExitStatus::Signaled {
+            signal: Signal::TERM,
+            core_dumped: false,
+        };
+        assert_eq!(term.to_string(), "killed by SIGTERM");
+        assert_eq!(term.shell_code(), 143);
+        assert!(!term.success() && ExitStatus::Exited(0).success());
+        assert_eq!(term.signal(), Some(Signal::TERM));
+        assert_eq!(three.code(), Some(3));
+    }
+}

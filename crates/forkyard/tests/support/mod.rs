@@ -1,0 +1,109 @@
+//! The harness for forkyard's integration tests.
+//!
+//! Why not libtest's: it runs every test on a spawned thread, and a process with two threads
+//! is exactly what `run_in_child` and the SIGCHLD reaper must refuse. Here each test runs on
+//! the main thread of its own process (nextest's process-per-test mode, or a re-exec of this
+//! binary under `cargo test`), and after each test the harness checks that nothing was left
+//! behind: a child or zombie of the test process fails the test, then is killed and reaped.
+#![allow(dead_code, missing_docs)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use forkyard::Pid;
+use forkyard::procs::{Snapshot, State};
+
+/// Runs the named tests and exits.
+pub fn run(tests: &[(&'static str, fn())]) -> ! {
+    let mut args = libtest_mimic::Arguments::from_args();
+    // One test at a time on the main thread: forking needs a single-threaded process.
+    args.test_threads = Some(1);
+    let inline = std::env::var_os("FORKYARD_TEST_INLINE").is_some()
+        || std::env::var("NEXTEST_EXECUTION_MODE").is_ok_and(|m| m == "process-per-test");
+    let trials = tests
+        .iter()
+        .map(|&(name, body)| {
+            libtest_mimic::Trial::test(name, move || {
+                if inline {
+                    body();
+                    check_nothing_left(name)
+                } else {
+                    rerun_isolated(name)
+                }
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit()
+}
+
+fn rerun_isolated(name: &str) -> Result<(), libtest_mimic::Failed> {
+    let exe = std::env::current_exe().map_err(|e| format!("finding the test binary: {e}"))?;
+    let status = Command::new(exe)
+        .args([name, "--exact", "--nocapture"])
+        .env("FORKYARD_TEST_INLINE", "1")
+        .status()
+        .map_err(|e| format!("re-running {name} in its own process: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{name} failed in its own process ({status})").into())
+    }
+}
+
+/// Fails if the test process still has children (running or zombie); cleans them up.
+fn check_nothing_left(name: &str) -> Result<(), libtest_mimic::Failed> {
+    let me = Pid::this();
+    let snap = Snapshot::take().map_err(|e| format!("scanning /proc after {name}: {e}"))?;
+    let left: Vec<String> = snap
+        .children(me)
+        .map(|p| format!("{} {} {}", p.pid, p.state, p.command()))
+        .collect();
+    if left.is_empty() {
+        return Ok(());
+    }
+    for p in snap.children(me) {
+        let _ = forkyard::Signal::KILL.send(p.pid);
+        let _ = forkyard::Child::from_pid(p.pid).and_then(|mut c| c.wait());
+    }
+    Err(format!(
+        "{name} left {} process(es) behind (pid state command): {left:?}",
+        left.len()
+    )
+    .into())
+}
+
+/// Waits until `check` returns `Some`, polling every millisecond or so, for at most `limit`
+/// (a generous bound for a state that should arrive almost at once). Panics naming `what`
+/// if it never does.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// The state of `pid` right now (`None` once it is gone).
+pub fn state(pid: Pid) -> Option<State> {
+    forkyard::procs::state(pid).expect("reading /proc/PID/stat")
+}
+
+/// Waits until `pid` is a zombie.
+pub fn wait_zombie(pid: Pid) {
+    wait_for(
+        &format!("{pid} to become a zombie"),
+        Duration::from_secs(20),
+        || (state(pid) == Some(State::Zombie)).then_some(()),
+    )
+}
+
+/// A generous bound for events that normally take microseconds.
+pub const PATIENCE: Duration = Duration::from_secs(20);
