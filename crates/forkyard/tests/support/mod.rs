@@ -25,8 +25,13 @@ pub fn run(tests: &[(&'static str, fn())]) -> ! {
         .map(|&(name, body)| {
             libtest_mimic::Trial::test(name, move || {
                 if inline {
-                    body();
-                    check_nothing_left(name)
+                    // Clean up after a failed test too, then report the failure itself.
+                    let outcome = std::panic::catch_unwind(body);
+                    let left = check_nothing_left(name);
+                    if let Err(payload) = outcome {
+                        std::panic::resume_unwind(payload);
+                    }
+                    left
                 } else {
                     rerun_isolated(name)
                 }
