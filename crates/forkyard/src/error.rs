@@ -120,20 +120,12 @@ pub enum Error {
 impl Error {
     /// Builds [`Error::Sys`] from the calling thread's `errno`.
     pub(crate) fn last_os(call: &'static str, on: impl Into<String>) -> Error {
-        Error::Sys {
-            call,
-            on: on.into(),
-            source: io::Error::last_os_error(),
-        }
+        Error::Sys { call, on: on.into(), source: io::Error::last_os_error() }
     }
 
     /// Builds [`Error::Sys`] from an `io::Error`.
     pub(crate) fn sys(call: &'static str, on: impl Into<String>, source: io::Error) -> Error {
-        Error::Sys {
-            call,
-            on: on.into(),
-            source,
-        }
+        Error::Sys { call, on: on.into(), source }
     }
 
     /// The `errno` behind this error, if it came from a system call.
@@ -180,16 +172,9 @@ mod tests {
 
     #[test]
     fn fork_eagain_explains_the_process_limit() {
-        let e = Error::sys(
-            "fork",
-            "a closure child",
-            io::Error::from_raw_os_error(libc::EAGAIN),
-        );
+        let e = Error::sys("fork", "a closure child", io::Error::from_raw_os_error(libc::EAGAIN));
         let text = e.to_string();
-        assert!(
-            text.starts_with("fork failed for a closure child: "),
-            "{text}"
-        );
+        assert!(text.starts_with("fork failed for a closure child: "), "{text}");
         assert!(text.contains("ulimit -u"), "{text}");
         assert_eq!(e.raw_os_error(), Some(libc::EAGAIN));
     }

@@ -7,9 +7,7 @@
 use std::fmt;
 
 /// The ID of one process (always greater than zero).
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Pid(i32);
 
 impl Pid {
@@ -73,9 +71,6 @@ mod tests {
     #[test]
     fn this_and_parent_match_the_kernel() {
         assert_eq!(Pid::this().as_raw(), std::process::id() as i32);
-        assert_eq!(
-            Pid::parent().as_raw(),
-            std::os::unix::process::parent_id() as i32
-        );
+        assert_eq!(Pid::parent().as_raw(), std::os::unix::process::parent_id() as i32);
     }
 }

@@ -84,11 +84,7 @@ pub struct Pool<I, O> {
 }
 
 /// Maps `f` over `inputs` in up to `workers` processes: a one-shot [`Pool`].
-pub fn map<I, O>(
-    workers: usize,
-    inputs: &[I],
-    f: impl Fn(I) -> O + 'static,
-) -> Result<Vec<Result<O, TaskError>>>
+pub fn map<I, O>(workers: usize, inputs: &[I], f: impl Fn(I) -> O + 'static) -> Result<Vec<Result<O, TaskError>>>
 where
     I: Serialize + DeserializeOwned,
     O: Serialize + DeserializeOwned,
@@ -104,18 +100,9 @@ where
     /// A pool of at most `workers` processes (at least 1) running `f`.
     pub fn new(workers: usize, f: impl Fn(I) -> O + 'static) -> Result<Pool<I, O>> {
         if workers == 0 {
-            return Err(Error::Unsupported {
-                what: "a pool of zero workers",
-                why: "ask for at least one".into(),
-            });
+            return Err(Error::Unsupported { what: "a pool of zero workers", why: "ask for at least one".into() });
         }
-        Ok(Pool {
-            size: workers,
-            chunk_size: None,
-            f: Box::new(f),
-            workers: Vec::new(),
-            _types: PhantomData,
-        })
+        Ok(Pool { size: workers, chunk_size: None, f: Box::new(f), workers: Vec::new(), _types: PhantomData })
     }
 
     /// Sends inputs to workers `n` at a time instead of the default (a quarter of an even
@@ -147,9 +134,7 @@ where
             });
         }
         let mut results: Vec<Option<Result<O, TaskError>>> = (0..n).map(|_| None).collect();
-        let chunk = self
-            .chunk_size
-            .unwrap_or_else(|| n.div_ceil(self.size * 4).max(1));
+        let chunk = self.chunk_size.unwrap_or_else(|| n.div_ceil(self.size * 4).max(1));
         let mut pending: VecDeque<u32> = (0..n as u32).collect();
         let mut done = 0;
         let outcome = self.run(inputs, chunk, &mut pending, &mut results, &mut done);
@@ -158,10 +143,7 @@ where
             self.shutdown(true);
         }
         outcome?;
-        Ok(results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(TaskError::BadResult("no result".into()))))
-            .collect())
+        Ok(results.into_iter().map(|r| r.unwrap_or_else(|| Err(TaskError::BadResult("no result".into())))).collect())
     }
 
     fn run(
@@ -185,8 +167,7 @@ where
                 while w.in_flight.len() < 2 * chunk && !pending.is_empty() {
                     let take = chunk.min(pending.len());
                     let items: Vec<u32> = pending.drain(..take).collect();
-                    let batch: Vec<(u32, &I)> =
-                        items.iter().map(|&i| (i, &inputs[i as usize])).collect();
+                    let batch: Vec<(u32, &I)> = items.iter().map(|&i| (i, &inputs[i as usize])).collect();
                     write_frame(&mut w.out, &batch).map_err(|e| Error::BadResult {
                         pid: w.child.pid(),
                         reason: format!("an input could not be encoded: {e}"),
@@ -197,33 +178,16 @@ where
             }
             fds.clear();
             for w in &self.workers {
-                fds.push(libc::pollfd {
-                    fd: w.results.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
+                fds.push(libc::pollfd { fd: w.results.as_raw_fd(), events: libc::POLLIN, revents: 0 });
                 let out = if w.out.is_empty() { 0 } else { libc::POLLOUT };
-                fds.push(libc::pollfd {
-                    fd: w.tasks.as_raw_fd(),
-                    events: out,
-                    revents: 0,
-                });
+                fds.push(libc::pollfd { fd: w.tasks.as_raw_fd(), events: out, revents: 0 });
                 let pidfd = w.child.pidfd().map_or(-1, |fd| fd.as_raw_fd());
-                fds.push(libc::pollfd {
-                    fd: pidfd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
+                fds.push(libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 });
             }
-            sys::poll(&mut fds, None)
-                .map_err(|e| Error::sys("poll", "the workers of a pool", e))?;
+            sys::poll(&mut fds, None).map_err(|e| Error::sys("poll", "the workers of a pool", e))?;
             let mut dead = Vec::new();
             for (k, w) in self.workers.iter_mut().enumerate() {
-                let (res, _, pidfd) = (
-                    fds[3 * k].revents,
-                    fds[3 * k + 1].revents,
-                    fds[3 * k + 2].revents,
-                );
+                let (res, _, pidfd) = (fds[3 * k].revents, fds[3 * k + 1].revents, fds[3 * k + 2].revents);
                 let mut eof = false;
                 if res != 0 || pidfd != 0 {
                     eof = drain_results(w, &mut buf, results, done)?;
@@ -251,10 +215,8 @@ where
 
     fn spawn_worker(&self) -> Result<Worker> {
         ensure_single_threaded()?;
-        let (task_r, task_w) =
-            sys::pipe().map_err(|e| Error::sys("pipe2", "the task pipe of a pool worker", e))?;
-        let (res_r, res_w) =
-            sys::pipe().map_err(|e| Error::sys("pipe2", "the result pipe of a pool worker", e))?;
+        let (task_r, task_w) = sys::pipe().map_err(|e| Error::sys("pipe2", "the task pipe of a pool worker", e))?;
+        let (res_r, res_w) = sys::pipe().map_err(|e| Error::sys("pipe2", "the result pipe of a pool worker", e))?;
         let _ = io::stdout().flush();
         let _ = io::stderr().flush();
         let parent = Pid::this();
@@ -274,9 +236,7 @@ where
                 }
                 drop(task_w);
                 drop(res_r);
-                let code = match catch_unwind(AssertUnwindSafe(|| {
-                    worker_main(parent, &*self.f, task_r, res_w)
-                })) {
+                let code = match catch_unwind(AssertUnwindSafe(|| worker_main(parent, &*self.f, task_r, res_w))) {
                     Ok(Ok(())) => 0,
                     Ok(Err(_)) => 2,
                     Err(_) => 101,
@@ -289,13 +249,7 @@ where
                 drop(res_w);
                 sys::set_nonblocking(task_w.as_fd(), true)
                     .and_then(|()| sys::set_nonblocking(res_r.as_fd(), true))
-                    .map_err(|e| {
-                        Error::sys(
-                            "fcntl",
-                            format!("the pipes of pool worker {}", child.pid()),
-                            e,
-                        )
-                    })?;
+                    .map_err(|e| Error::sys("fcntl", format!("the pipes of pool worker {}", child.pid()), e))?;
                 Ok(Worker {
                     child,
                     tasks: task_w,
@@ -327,9 +281,7 @@ where
 impl<I, O> Drop for Pool<I, O> {
     fn drop(&mut self) {
         for w in self.workers.drain(..) {
-            let Worker {
-                mut child, tasks, ..
-            } = w;
+            let Worker { mut child, tasks, .. } = w;
             drop(tasks);
             if !matches!(child.wait_timeout(Duration::from_secs(5)), Ok(Some(_))) {
                 let _ = child.kill(Signal::KILL);
@@ -375,11 +327,7 @@ fn flush_tasks(w: &mut Worker) -> Result<()> {
                 break;
             }
             Err(e) => {
-                return Err(Error::sys(
-                    "write",
-                    format!("the task pipe of pool worker {}", w.child.pid()),
-                    e,
-                ));
+                return Err(Error::sys("write", format!("the task pipe of pool worker {}", w.child.pid()), e));
             }
         }
     }
@@ -400,11 +348,7 @@ fn drain_results<O: DeserializeOwned>(
             Ok(n) => w.inbuf.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
             Err(e) => {
-                return Err(Error::sys(
-                    "read",
-                    format!("the result pipe of pool worker {pid}"),
-                    e,
-                ));
+                return Err(Error::sys("read", format!("the result pipe of pool worker {pid}"), e));
             }
         }
     };
@@ -420,13 +364,11 @@ fn drain_results<O: DeserializeOwned>(
             Ok((i, outcome)) if i == index => match outcome {
                 ItemOutcome::Value(v) => Ok(v),
                 ItemOutcome::Panicked(m) => Err(TaskError::Panicked(m)),
-                ItemOutcome::Unencodable(m) => Err(TaskError::BadResult(format!(
-                    "the worker could not encode it: {m}"
-                ))),
+                ItemOutcome::Unencodable(m) => {
+                    Err(TaskError::BadResult(format!("the worker could not encode it: {m}")))
+                }
             },
-            Ok((i, _)) => Err(TaskError::BadResult(format!(
-                "worker {pid} answered item {i} out of turn"
-            ))),
+            Ok((i, _)) => Err(TaskError::BadResult(format!("worker {pid} answered item {i} out of turn"))),
             Err(e) => Err(TaskError::BadResult(e.to_string())),
         };
         results[index as usize] = Some(result);
@@ -437,27 +379,14 @@ fn drain_results<O: DeserializeOwned>(
 }
 
 /// The worker's life: read a chunk of inputs, answer each, until the task pipe closes.
-fn worker_main<I, O>(
-    parent: Pid,
-    f: &dyn Fn(I) -> O,
-    tasks: OwnedFd,
-    results: OwnedFd,
-) -> io::Result<()>
+fn worker_main<I, O>(parent: Pid, f: &dyn Fn(I) -> O, tasks: OwnedFd, results: OwnedFd) -> io::Result<()>
 where
     I: DeserializeOwned,
     O: Serialize,
 {
     // A worker must not outlive the pool's process.
     // SAFETY: prctl with a signal number; no memory is passed.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
     if Pid::parent() != parent {
         return Ok(());
     }
@@ -472,8 +401,8 @@ where
         if !read_exact(&tasks, &mut frame)? {
             return Ok(());
         }
-        let batch: Vec<(u32, I)> = postcard::from_bytes(&frame)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let batch: Vec<(u32, I)> =
+            postcard::from_bytes(&frame).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         for (index, input) in batch {
             let outcome = match catch_unwind(AssertUnwindSafe(|| f(input))) {
                 Ok(value) => ItemOutcome::Value(value),
@@ -514,15 +443,9 @@ mod tests {
         write_frame(&mut out, &(7u32, "seven")).expect("encodes");
         write_frame(&mut out, &(8u32, "eight")).expect("encodes");
         let (first, used) = take_frame(&out).expect("a whole frame");
-        assert_eq!(
-            postcard::from_bytes::<(u32, String)>(first).ok(),
-            Some((7, "seven".to_string()))
-        );
+        assert_eq!(postcard::from_bytes::<(u32, String)>(first).ok(), Some((7, "seven".to_string())));
         let (second, used2) = take_frame(&out[used..]).expect("a second frame");
-        assert_eq!(
-            postcard::from_bytes::<(u32, String)>(second).ok(),
-            Some((8, "eight".to_string()))
-        );
+        assert_eq!(postcard::from_bytes::<(u32, String)>(second).ok(), Some((8, "eight".to_string())));
         assert_eq!(used + used2, out.len());
         assert!(take_frame(&out[..used - 1]).is_none());
     }

@@ -129,11 +129,7 @@ impl Process {
     /// The command as `ps` shows it: the arguments joined by spaces, or `[comm]` when there
     /// are none (kernel threads, zombies).
     pub fn command(&self) -> String {
-        if self.cmdline.is_empty() {
-            format!("[{}]", self.comm)
-        } else {
-            self.cmdline.join(" ")
-        }
+        if self.cmdline.is_empty() { format!("[{}]", self.comm) } else { self.cmdline.join(" ") }
     }
 
     /// Whether it is a zombie.
@@ -170,13 +166,10 @@ pub fn state(pid: Pid) -> Result<Option<State>> {
     };
     // The command name is in parentheses and may itself contain ") "; the state follows the
     // last ')'.
-    let state = text
-        .rfind(')')
-        .and_then(|i| text[i + 1..].trim_start().chars().next())
-        .ok_or_else(|| Error::Proc {
-            on: format!("/proc/{pid}/stat"),
-            reason: "no state after the command name".into(),
-        })?;
+    let state = text.rfind(')').and_then(|i| text[i + 1..].trim_start().chars().next()).ok_or_else(|| Error::Proc {
+        on: format!("/proc/{pid}/stat"),
+        reason: "no state after the command name".into(),
+    })?;
     Ok(Some(State::from_char(state)))
 }
 
@@ -190,10 +183,7 @@ fn vanished(e: &ProcError) -> bool {
 }
 
 fn proc_error(on: String, e: ProcError) -> Error {
-    Error::Proc {
-        on,
-        reason: e.to_string(),
-    }
+    Error::Proc { on, reason: e.to_string() }
 }
 
 fn read_one(proc: &ProcfsProcess, with_cmdline: bool) -> Result<Option<Process>> {
@@ -207,11 +197,7 @@ fn read_one(proc: &ProcfsProcess, with_cmdline: bool) -> Result<Option<Process>>
         Err(e) if vanished(&e) => return Ok(None),
         Err(e) => return Err(proc_error(format!("/proc/{}", proc.pid), e)),
     };
-    let cmdline = if with_cmdline && stat.state != 'Z' {
-        read_cmdline(proc)
-    } else {
-        Vec::new()
-    };
+    let cmdline = if with_cmdline && stat.state != 'Z' { read_cmdline(proc) } else { Vec::new() };
     let Some(pid) = Pid::new(stat.pid) else {
         return Ok(None);
     };
@@ -242,10 +228,7 @@ fn read_cmdline(proc: &ProcfsProcess) -> Vec<String> {
     if file.read_to_end(&mut raw).is_err() {
         return Vec::new();
     }
-    raw.split(|&b| b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
+    raw.split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
 }
 
 /// What a [`Snapshot`] reads for each process.
@@ -315,11 +298,7 @@ impl Snapshot {
                 children.entry(ppid).or_default().push(i);
             }
         }
-        Snapshot {
-            procs,
-            by_pid,
-            children,
-        }
+        Snapshot { procs, by_pid, children }
     }
 
     /// All processes, by increasing PID.
@@ -339,20 +318,12 @@ impl Snapshot {
 
     /// The direct children of `pid`, by increasing PID.
     pub fn children(&self, pid: Pid) -> impl Iterator<Item = &Process> {
-        self.children
-            .get(&pid)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.procs[i])
+        self.children.get(&pid).into_iter().flatten().map(|&i| &self.procs[i])
     }
 
     /// Every descendant of `pid` (children, their children, ...), in pre-order.
     pub fn descendants(&self, pid: Pid) -> Vec<&Process> {
-        self.tree(pid)
-            .into_iter()
-            .skip(1)
-            .map(|e| e.process)
-            .collect()
+        self.tree(pid).into_iter().skip(1).map(|e| e.process).collect()
     }
 
     /// The tree rooted at `pid`, in pre-order, the root first. Empty if `pid` is not in the
@@ -369,11 +340,8 @@ impl Snapshot {
     /// the kernel's thread parent, or processes outside our PID namespace).
     pub fn forest(&self) -> Vec<TreeEntry<'_>> {
         let mut out = Vec::new();
-        let roots: Vec<&Process> = self
-            .procs
-            .iter()
-            .filter(|p| p.ppid.is_none_or(|ppid| !self.by_pid.contains_key(&ppid)))
-            .collect();
+        let roots: Vec<&Process> =
+            self.procs.iter().filter(|p| p.ppid.is_none_or(|ppid| !self.by_pid.contains_key(&ppid))).collect();
         let n = roots.len();
         for (i, root) in roots.into_iter().enumerate() {
             self.walk(root, 0, i + 1 == n, &mut out);
@@ -383,18 +351,8 @@ impl Snapshot {
 
     /// Pre-order walk with an explicit stack: a chain of thousands of processes must not
     /// overflow ours.
-    fn walk<'a>(
-        &'a self,
-        root: &'a Process,
-        depth: usize,
-        last: bool,
-        out: &mut Vec<TreeEntry<'a>>,
-    ) {
-        let mut stack = vec![TreeEntry {
-            process: root,
-            depth,
-            last,
-        }];
+    fn walk<'a>(&'a self, root: &'a Process, depth: usize, last: bool, out: &mut Vec<TreeEntry<'a>>) {
+        let mut stack = vec![TreeEntry { process: root, depth, last }];
         while let Some(entry) = stack.pop() {
             out.push(entry);
             if let Some(kids) = self.children.get(&entry.process.pid) {
@@ -451,28 +409,11 @@ mod tests {
         ]);
         let kids: Vec<i32> = snap.children(pid(10)).map(|p| p.pid.as_raw()).collect();
         assert_eq!(kids, [11, 12]);
-        let desc: Vec<i32> = snap
-            .descendants(pid(10))
-            .iter()
-            .map(|p| p.pid.as_raw())
-            .collect();
+        let desc: Vec<i32> = snap.descendants(pid(10)).iter().map(|p| p.pid.as_raw()).collect();
         assert_eq!(desc, [11, 12, 13]);
-        let tree: Vec<(i32, usize, bool)> = snap
-            .forest()
-            .iter()
-            .map(|e| (e.process.pid.as_raw(), e.depth, e.last))
-            .collect();
-        assert_eq!(
-            tree,
-            [
-                (1, 0, true),
-                (10, 1, false),
-                (11, 2, false),
-                (12, 2, true),
-                (13, 3, true),
-                (20, 1, true)
-            ]
-        );
+        let tree: Vec<(i32, usize, bool)> =
+            snap.forest().iter().map(|e| (e.process.pid.as_raw(), e.depth, e.last)).collect();
+        assert_eq!(tree, [(1, 0, true), (10, 1, false), (11, 2, false), (12, 2, true), (13, 3, true), (20, 1, true)]);
         let zombies: Vec<i32> = snap.zombies().map(|p| p.pid.as_raw()).collect();
         assert_eq!(zombies, [11]);
         assert!(snap.tree(pid(99)).is_empty());
@@ -496,21 +437,13 @@ mod tests {
 
     #[test]
     fn reads_this_process() {
-        let me = Process::read(Pid::this())
-            .expect("reading /proc/self")
-            .expect("we exist");
+        let me = Process::read(Pid::this()).expect("reading /proc/self").expect("we exist");
         assert_eq!(me.pid, Pid::this());
         assert_eq!(me.ppid, Some(Pid::parent()));
         assert!(matches!(me.state, State::Running | State::Sleeping));
         assert!(!me.cmdline.is_empty());
         // The state in /proc/PID/stat is the main thread's; a test runs on another thread.
-        assert!(matches!(
-            state(Pid::this()),
-            Ok(Some(State::Running | State::Sleeping))
-        ));
-        assert_eq!(
-            state(Pid::new(i32::MAX).expect("positive")).ok(),
-            Some(None)
-        );
+        assert!(matches!(state(Pid::this()), Ok(Some(State::Running | State::Sleeping))));
+        assert_eq!(state(Pid::new(i32::MAX).expect("positive")).ok(), Some(None));
     }
 }

@@ -16,9 +16,7 @@ use crate::error::{Error, Result};
 use crate::{Pid, sys};
 
 /// One signal, standard (1-31) or real-time (`SIGRTMIN`..=`SIGRTMAX`).
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Signal(i32);
 
 /// The standard signals by name, as Linux numbers them on this architecture. The first name
@@ -92,9 +90,7 @@ impl Signal {
 impl Signal {
     /// The signal with this number, if it is one (1..=`SIGRTMAX`).
     pub fn new(number: i32) -> Option<Signal> {
-        (1..=libc::SIGRTMAX())
-            .contains(&number)
-            .then_some(Signal(number))
+        (1..=libc::SIGRTMAX()).contains(&number).then_some(Signal(number))
     }
 
     /// Wraps a number the kernel reported (a wait status, a siginfo); no check is needed.
@@ -130,9 +126,7 @@ impl Signal {
     /// Every signal a program may use: 1-31 and `SIGRTMIN`..=`SIGRTMAX` (the numbers glibc
     /// keeps for its threads are left out).
     pub fn all() -> impl Iterator<Item = Signal> {
-        (1..32)
-            .chain(libc::SIGRTMIN()..=libc::SIGRTMAX())
-            .map(Signal)
+        (1..32).chain(libc::SIGRTMIN()..=libc::SIGRTMAX()).map(Signal)
     }
 
     /// Sends this signal to one process by PID. Prefer [`crate::Child::kill`] for your own
@@ -143,8 +137,7 @@ impl Signal {
 
     /// Sends this signal to every process in the group `pgid`.
     pub fn send_group(self, pgid: Pid) -> Result<()> {
-        sys::kill_group(pgid, self.0)
-            .map_err(|e| Error::sys("kill", format!("process group {pgid} ({self})"), e))
+        sys::kill_group(pgid, self.0).map_err(|e| Error::sys("kill", format!("process group {pgid} ({self})"), e))
     }
 
     /// What the calling process does on this signal now.
@@ -182,12 +175,8 @@ impl Signal {
         // the handler field to SIG_DFL or SIG_IGN, which need no function behind them.
         unsafe {
             (*action.as_mut_ptr()).sa_sigaction = handler;
-            sys::cvt(libc::sigaction(
-                self.0,
-                action.as_ptr(),
-                std::ptr::null_mut(),
-            ))
-            .map_err(|e| Error::sys("sigaction", self.to_string(), e))?;
+            sys::cvt(libc::sigaction(self.0, action.as_ptr(), std::ptr::null_mut()))
+                .map_err(|e| Error::sys("sigaction", self.to_string(), e))?;
         }
         Ok(before)
     }
@@ -236,10 +225,7 @@ impl FromStr for Signal {
 
     /// Reads `TERM`, `SIGTERM`, `term`, `15`, `RTMIN`, `SIGRTMIN+3`, `RTMAX-1`.
     fn from_str(input: &str) -> Result<Signal> {
-        let bad = |reason| Error::BadSignal {
-            input: input.to_string(),
-            reason,
-        };
+        let bad = |reason| Error::BadSignal { input: input.to_string(), reason };
         let text = input.trim();
         if text.is_empty() {
             return Err(bad("it is empty"));
@@ -260,20 +246,13 @@ impl FromStr for Signal {
             } else {
                 let (op, digits) = rest.split_at(1);
                 let expected = if sign > 0 { "+" } else { "-" };
-                if op != expected
-                    || digits.is_empty()
-                    || !digits.bytes().all(|b| b.is_ascii_digit())
-                {
+                if op != expected || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(bad("write real-time signals as RTMIN+n or RTMAX-n"));
                 }
                 let offset: i32 = digits.parse().map_err(|_| bad("the offset is too large"))?;
                 base + sign * offset
             };
-            if (min..=max).contains(&n) {
-                Ok(Signal(n))
-            } else {
-                Err(bad("it is outside SIGRTMIN..SIGRTMAX"))
-            }
+            if (min..=max).contains(&n) { Ok(Signal(n)) } else { Err(bad("it is outside SIGRTMIN..SIGRTMAX")) }
         };
         if let Some(rest) = name.strip_prefix("RTMIN") {
             return realtime(min, rest, 1);
@@ -330,9 +309,7 @@ impl SignalSet {
 
     /// The signals in the set, lowest first.
     pub fn iter(&self) -> impl Iterator<Item = Signal> + '_ {
-        (1..=libc::SIGRTMAX())
-            .map(Signal)
-            .filter(|s| self.contains(*s))
+        (1..=libc::SIGRTMAX()).map(Signal).filter(|s| self.contains(*s))
     }
 
     /// The raw set, for system calls this crate does not wrap.
@@ -346,11 +323,7 @@ impl SignalSet {
         // SAFETY: `new` is null or a valid set; `old` is a valid set to write to.
         let ret = unsafe { libc::pthread_sigmask(how, new, &mut old.0) };
         if ret != 0 {
-            return Err(Error::sys(
-                "pthread_sigmask",
-                "the calling thread",
-                std::io::Error::from_raw_os_error(ret),
-            ));
+            return Err(Error::sys("pthread_sigmask", "the calling thread", std::io::Error::from_raw_os_error(ret)));
         }
         Ok(old)
     }
@@ -443,9 +416,8 @@ impl SignalFd {
         let fd = unsafe { libc::signalfd(-1, &set.0, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
         let fd = sys::cvt(fd).map_err(|e| Error::sys("signalfd", format!("{set:?}"), e))?;
         // SAFETY: signalfd succeeded; the descriptor is ours.
-        Ok(SignalFd {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(SignalFd { fd })
     }
 
     /// Reads one pending signal without blocking.
@@ -465,11 +437,7 @@ impl SignalFd {
                     sender_uid: raw.ssi_uid,
                 }))
             }
-            Ok(_) => Err(Error::sys(
-                "read",
-                "a signalfd",
-                std::io::ErrorKind::UnexpectedEof.into(),
-            )),
+            Ok(_) => Err(Error::sys("read", "a signalfd", std::io::ErrorKind::UnexpectedEof.into())),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(Error::sys("read", "a signalfd", e)),
         }
@@ -489,11 +457,7 @@ impl SignalFd {
                     _ => return Ok(None),
                 },
             };
-            let mut fds = [libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
+            let mut fds = [libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
             sys::poll(&mut fds, left).map_err(|e| Error::sys("poll", "a signalfd", e))?;
         }
     }
@@ -517,42 +481,16 @@ mod tests {
         assert_eq!("IOT".parse::<Signal>().ok(), Some(Signal::ABRT));
         let min = libc::SIGRTMIN();
         let max = libc::SIGRTMAX();
-        assert_eq!(
-            "SIGRTMIN+3".parse::<Signal>().map(Signal::as_raw).ok(),
-            Some(min + 3)
-        );
-        assert_eq!(
-            "RTMIN".parse::<Signal>().map(Signal::as_raw).ok(),
-            Some(min)
-        );
-        assert_eq!(
-            "rtmax-1".parse::<Signal>().map(Signal::as_raw).ok(),
-            Some(max - 1)
-        );
-        assert_eq!(
-            "SIGRTMAX".parse::<Signal>().map(Signal::as_raw).ok(),
-            Some(max)
-        );
-        assert_eq!(
-            max.to_string().parse::<Signal>().map(Signal::as_raw).ok(),
-            Some(max)
-        );
+        assert_eq!("SIGRTMIN+3".parse::<Signal>().map(Signal::as_raw).ok(), Some(min + 3));
+        assert_eq!("RTMIN".parse::<Signal>().map(Signal::as_raw).ok(), Some(min));
+        assert_eq!("rtmax-1".parse::<Signal>().map(Signal::as_raw).ok(), Some(max - 1));
+        assert_eq!("SIGRTMAX".parse::<Signal>().map(Signal::as_raw).ok(), Some(max));
+        assert_eq!(max.to_string().parse::<Signal>().map(Signal::as_raw).ok(), Some(max));
     }
 
     #[test]
     fn refuses_what_is_not_a_signal() {
-        for text in [
-            "",
-            "0",
-            "65",
-            "99999999999",
-            "TERMINATE",
-            "RTMIN-1",
-            "RTMAX+1",
-            "RTMIN+",
-            "RTMIN+x",
-            "-15",
-        ] {
+        for text in ["", "0", "65", "99999999999", "TERMINATE", "RTMIN-1", "RTMAX+1", "RTMIN+", "RTMIN+x", "-15"] {
             let err = text.parse::<Signal>().expect_err(text);
             assert!(err.to_string().contains("is not a signal"), "{text}: {err}");
         }

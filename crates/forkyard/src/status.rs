@@ -49,13 +49,7 @@ impl ExitStatus {
 
     /// Whether a core dump was written.
     pub fn core_dumped(self) -> bool {
-        matches!(
-            self,
-            ExitStatus::Signaled {
-                core_dumped: true,
-                ..
-            }
-        )
+        matches!(self, ExitStatus::Signaled { core_dumped: true, .. })
     }
 
     /// The number a POSIX shell would put in `$?`: the exit code, or 128 + the signal number.
@@ -74,14 +68,8 @@ impl fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ExitStatus::Exited(code) => write!(f, "exited with status {code}"),
-            ExitStatus::Signaled {
-                signal,
-                core_dumped: false,
-            } => write!(f, "killed by {signal}"),
-            ExitStatus::Signaled {
-                signal,
-                core_dumped: true,
-            } => {
+            ExitStatus::Signaled { signal, core_dumped: false } => write!(f, "killed by {signal}"),
+            ExitStatus::Signaled { signal, core_dumped: true } => {
                 write!(f, "killed by {signal} (core dumped)")
             }
         }
@@ -122,17 +110,13 @@ impl WaitEvent {
     pub fn from_siginfo(code: libc::c_int, status: libc::c_int) -> WaitEvent {
         match code {
             libc::CLD_EXITED => WaitEvent::Ended(ExitStatus::Exited(status as u8)),
-            libc::CLD_KILLED => WaitEvent::Ended(ExitStatus::Signaled {
-                signal: Signal::from_kernel(status),
-                core_dumped: false,
-            }),
-            libc::CLD_DUMPED => WaitEvent::Ended(ExitStatus::Signaled {
-                signal: Signal::from_kernel(status),
-                core_dumped: true,
-            }),
-            libc::CLD_STOPPED | libc::CLD_TRAPPED => {
-                WaitEvent::Stopped(Signal::from_kernel(status))
+            libc::CLD_KILLED => {
+                WaitEvent::Ended(ExitStatus::Signaled { signal: Signal::from_kernel(status), core_dumped: false })
             }
+            libc::CLD_DUMPED => {
+                WaitEvent::Ended(ExitStatus::Signaled { signal: Signal::from_kernel(status), core_dumped: true })
+            }
+            libc::CLD_STOPPED | libc::CLD_TRAPPED => WaitEvent::Stopped(Signal::from_kernel(status)),
             _ => WaitEvent::Continued,
         }
     }
@@ -175,52 +159,28 @@ mod tests {
     // 0x80 for a core dump) for deaths, sig << 8 | 0x7f for stops, 0xffff for continues.
     #[test]
     fn decodes_raw_wait_statuses() {
-        assert_eq!(
-            WaitEvent::from_raw(3 << 8),
-            WaitEvent::Ended(ExitStatus::Exited(3))
-        );
+        assert_eq!(WaitEvent::from_raw(3 << 8), WaitEvent::Ended(ExitStatus::Exited(3)));
         assert_eq!(
             WaitEvent::from_raw(libc::SIGKILL),
-            WaitEvent::Ended(ExitStatus::Signaled {
-                signal: Signal::KILL,
-                core_dumped: false
-            })
+            WaitEvent::Ended(ExitStatus::Signaled { signal: Signal::KILL, core_dumped: false })
         );
         assert_eq!(
             WaitEvent::from_raw(libc::SIGSEGV | 0x80),
-            WaitEvent::Ended(ExitStatus::Signaled {
-                signal: Signal::SEGV,
-                core_dumped: true
-            })
+            WaitEvent::Ended(ExitStatus::Signaled { signal: Signal::SEGV, core_dumped: true })
         );
-        assert_eq!(
-            WaitEvent::from_raw((libc::SIGTSTP << 8) | 0x7f),
-            WaitEvent::Stopped(Signal::TSTP)
-        );
+        assert_eq!(WaitEvent::from_raw((libc::SIGTSTP << 8) | 0x7f), WaitEvent::Stopped(Signal::TSTP));
         assert_eq!(WaitEvent::from_raw(0xffff), WaitEvent::Continued);
     }
 
     #[test]
     fn decodes_siginfo_codes() {
-        assert_eq!(
-            WaitEvent::from_siginfo(libc::CLD_EXITED, 255),
-            WaitEvent::Ended(ExitStatus::Exited(255))
-        );
+        assert_eq!(WaitEvent::from_siginfo(libc::CLD_EXITED, 255), WaitEvent::Ended(ExitStatus::Exited(255)));
         assert_eq!(
             WaitEvent::from_siginfo(libc::CLD_DUMPED, libc::SIGABRT).exit_status(),
-            Some(ExitStatus::Signaled {
-                signal: Signal::ABRT,
-                core_dumped: true
-            })
+            Some(ExitStatus::Signaled { signal: Signal::ABRT, core_dumped: true })
         );
-        assert_eq!(
-            WaitEvent::from_siginfo(libc::CLD_STOPPED, libc::SIGSTOP),
-            WaitEvent::Stopped(Signal::STOP)
-        );
-        assert_eq!(
-            WaitEvent::from_siginfo(libc::CLD_CONTINUED, libc::SIGCONT),
-            WaitEvent::Continued
-        );
+        assert_eq!(WaitEvent::from_siginfo(libc::CLD_STOPPED, libc::SIGSTOP), WaitEvent::Stopped(Signal::STOP));
+        assert_eq!(WaitEvent::from_siginfo(libc::CLD_CONTINUED, libc::SIGCONT), WaitEvent::Continued);
     }
 
     #[test]
@@ -228,16 +188,10 @@ mod tests {
         let three = ExitStatus::Exited(3);
         assert_eq!(three.to_string(), "exited with status 3");
         assert_eq!(three.shell_code(), 3);
-        let killed = ExitStatus::Signaled {
-            signal: Signal::KILL,
-            core_dumped: true,
-        };
+        let killed = ExitStatus::Signaled { signal: Signal::KILL, core_dumped: true };
         assert_eq!(killed.to_string(), "killed by SIGKILL (core dumped)");
         assert_eq!(killed.shell_code(), 137);
-        let term = ExitStatus::Signaled {
-            signal: Signal::TERM,
-            core_dumped: false,
-        };
+        let term = ExitStatus::Signaled { signal: Signal::TERM, core_dumped: false };
         assert_eq!(term.to_string(), "killed by SIGTERM");
         assert_eq!(term.shell_code(), 143);
         assert!(!term.success() && ExitStatus::Exited(0).success());

@@ -14,16 +14,8 @@ use crate::{Pid, Signal, sys};
 /// pile up as zombies; use a [`crate::Reaper`] with [`crate::Scope::All`].
 pub fn set_child_subreaper(on: bool) -> Result<()> {
     // SAFETY: prctl with an integer argument; no memory is passed.
-    sys::cvt(unsafe {
-        libc::prctl(
-            libc::PR_SET_CHILD_SUBREAPER,
-            libc::c_ulong::from(on),
-            0,
-            0,
-            0,
-        )
-    })
-    .map_err(|e| Error::sys("prctl(PR_SET_CHILD_SUBREAPER)", "this process", e))?;
+    sys::cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, libc::c_ulong::from(on), 0, 0, 0) })
+        .map_err(|e| Error::sys("prctl(PR_SET_CHILD_SUBREAPER)", "this process", e))?;
     Ok(())
 }
 
@@ -31,16 +23,8 @@ pub fn set_child_subreaper(on: bool) -> Result<()> {
 pub fn is_child_subreaper() -> Result<bool> {
     let mut flag: libc::c_int = 0;
     // SAFETY: PR_GET_CHILD_SUBREAPER writes one int through the pointer, which is valid.
-    sys::cvt(unsafe {
-        libc::prctl(
-            libc::PR_GET_CHILD_SUBREAPER,
-            &mut flag as *mut libc::c_int,
-            0,
-            0,
-            0,
-        )
-    })
-    .map_err(|e| Error::sys("prctl(PR_GET_CHILD_SUBREAPER)", "this process", e))?;
+    sys::cvt(unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut flag as *mut libc::c_int, 0, 0, 0) })
+        .map_err(|e| Error::sys("prctl(PR_GET_CHILD_SUBREAPER)", "this process", e))?;
     Ok(flag != 0)
 }
 
@@ -62,9 +46,7 @@ pub fn set_parent_death_signal(signal: Option<Signal>, parent: Pid) -> Result<()
     if signal.is_some() && Pid::parent() != parent {
         return Err(Error::sys(
             "getppid",
-            format!(
-                "this process (its parent {parent} died before the parent-death signal was set)"
-            ),
+            format!("this process (its parent {parent} died before the parent-death signal was set)"),
             std::io::Error::from_raw_os_error(libc::ESRCH),
         ));
     }
@@ -75,15 +57,7 @@ pub fn set_parent_death_signal(signal: Option<Signal>, parent: Pid) -> Result<()
 pub fn parent_death_signal() -> Result<Option<Signal>> {
     let mut raw: libc::c_int = 0;
     // SAFETY: PR_GET_PDEATHSIG writes one int through the pointer, which is valid.
-    sys::cvt(unsafe {
-        libc::prctl(
-            libc::PR_GET_PDEATHSIG,
-            &mut raw as *mut libc::c_int,
-            0,
-            0,
-            0,
-        )
-    })
-    .map_err(|e| Error::sys("prctl(PR_GET_PDEATHSIG)", "this process", e))?;
+    sys::cvt(unsafe { libc::prctl(libc::PR_GET_PDEATHSIG, &mut raw as *mut libc::c_int, 0, 0, 0) })
+        .map_err(|e| Error::sys("prctl(PR_GET_PDEATHSIG)", "this process", e))?;
     Ok(Signal::new(raw))
 }

@@ -118,11 +118,7 @@ impl Reaper {
                 Backend::Pidfd(pidfd::PidfdSet::new()?)
             }
         };
-        Ok(Reaper {
-            scope,
-            backend,
-            watched: HashMap::new(),
-        })
+        Ok(Reaper { scope, backend, watched: HashMap::new() })
     }
 
     /// The scope this reaper was made with.
@@ -242,11 +238,7 @@ impl Reaper {
         match self.scope {
             Scope::All => loop {
                 match sys::wait4(-1, libc::WNOHANG) {
-                    Ok(Some(sys::Waited {
-                        pid,
-                        event: WaitEvent::Ended(status),
-                        usage,
-                    })) => {
+                    Ok(Some(sys::Waited { pid, event: WaitEvent::Ended(status), usage })) => {
                         let watched = match self.watched.remove(&pid) {
                             Some(mut child) => {
                                 child.set_reaped(status, usage);
@@ -257,13 +249,7 @@ impl Reaper {
                             }
                             None => false,
                         };
-                        out.push(Reaped {
-                            pid,
-                            status,
-                            usage,
-                            at: Instant::now(),
-                            watched,
-                        });
+                        out.push(Reaped { pid, status, usage, at: Instant::now(), watched });
                     }
                     Ok(Some(_)) => {}
                     Ok(None) => return Ok(()),
@@ -291,13 +277,7 @@ impl Reaper {
             if let Backend::Pidfd(set) = &mut self.backend {
                 set.forget(pid);
             }
-            out.push(Reaped {
-                pid,
-                status,
-                usage,
-                at: Instant::now(),
-                watched: true,
-            });
+            out.push(Reaped { pid, status, usage, at: Instant::now(), watched: true });
         }
         Ok(())
     }

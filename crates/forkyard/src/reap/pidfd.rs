@@ -24,31 +24,23 @@ impl PidfdSet {
         if !sys::pidfds_available() {
             return Err(Error::Unsupported {
                 what: "a pidfd reaper",
-                why: "this kernel has no pidfds (Linux 5.3 or later needed); use Strategy::Signal"
-                    .into(),
+                why: "this kernel has no pidfds (Linux 5.3 or later needed); use Strategy::Signal".into(),
             });
         }
-        let epoll =
-            sys::Epoll::new().map_err(|e| Error::sys("epoll_create1", "a pidfd reaper", e))?;
-        Ok(PidfdSet {
-            epoll,
-            fds: HashMap::new(),
-            ready: Vec::new(),
-        })
+        let epoll = sys::Epoll::new().map_err(|e| Error::sys("epoll_create1", "a pidfd reaper", e))?;
+        Ok(PidfdSet { epoll, fds: HashMap::new(), ready: Vec::new() })
     }
 
     pub(super) fn add(&mut self, child: &Child) -> Result<()> {
         let pid = child.pid();
         let fd = match child.pidfd() {
-            Some(fd) => fd
-                .try_clone_to_owned()
-                .map_err(|e| Error::sys("dup", format!("the pidfd of child {pid}"), e))?,
+            Some(fd) => {
+                fd.try_clone_to_owned().map_err(|e| Error::sys("dup", format!("the pidfd of child {pid}"), e))?
+            }
             None => {
                 return Err(Error::Unsupported {
                     what: "watching a child without a pidfd",
-                    why: format!(
-                        "child {pid} has no pidfd (the descriptor table was full when it was forked)"
-                    ),
+                    why: format!("child {pid} has no pidfd (the descriptor table was full when it was forked)"),
                 });
             }
         };
@@ -67,14 +59,8 @@ impl PidfdSet {
 
     /// Waits for pidfds to become readable; returns the PIDs whose process has ended.
     pub(super) fn wait(&mut self, timeout: Option<Duration>) -> Result<Vec<Pid>> {
-        self.epoll
-            .wait(&mut self.ready, timeout)
-            .map_err(|e| Error::sys("epoll_wait", "a pidfd reaper", e))?;
-        Ok(self
-            .ready
-            .iter()
-            .filter_map(|&t| Pid::new(t as i32))
-            .collect())
+        self.epoll.wait(&mut self.ready, timeout).map_err(|e| Error::sys("epoll_wait", "a pidfd reaper", e))?;
+        Ok(self.ready.iter().filter_map(|&t| Pid::new(t as i32)).collect())
     }
 
     pub(super) fn as_fd(&self) -> BorrowedFd<'_> {

@@ -18,14 +18,10 @@ impl Ticker {
         if interval.is_zero() {
             return Err(Error::Unsupported {
                 what: "a polling reaper with a zero interval",
-                why: "it would spin; give an interval such as 100ms, or use Strategy::Signal"
-                    .into(),
+                why: "it would spin; give an interval such as 100ms, or use Strategy::Signal".into(),
             });
         }
-        Ok(Ticker {
-            interval,
-            next: Instant::now() + interval,
-        })
+        Ok(Ticker { interval, next: Instant::now() + interval })
     }
 
     pub(super) fn interval(&self) -> Duration {

@@ -17,11 +17,7 @@ use crate::{Signal, sys};
 /// inherit the block. Call it at the top of `main` if you will create a
 /// [`crate::Strategy::Signal`] reaper after starting threads.
 pub fn block_sigchld() -> Result<()> {
-    [Signal::CHLD]
-        .into_iter()
-        .collect::<SignalSet>()
-        .block()
-        .map(drop)
+    [Signal::CHLD].into_iter().collect::<SignalSet>().block().map(drop)
 }
 
 pub(super) struct Sigchld {
@@ -41,9 +37,7 @@ impl Sigchld {
             });
         }
         let set: SignalSet = [Signal::CHLD].into_iter().collect();
-        Ok(Sigchld {
-            fd: SignalFd::new(&set)?,
-        })
+        Ok(Sigchld { fd: SignalFd::new(&set)? })
     }
 
     /// Reads and discards every pending SIGCHLD: one read stands for any number of exits,
@@ -55,11 +49,7 @@ impl Sigchld {
 
     /// Sleeps until a SIGCHLD is pending or `timeout` passes.
     pub(super) fn wait(&self, timeout: Option<Duration>) -> Result<()> {
-        let mut fds = [libc::pollfd {
-            fd: self.fd.as_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
+        let mut fds = [libc::pollfd { fd: self.fd.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 }];
         sys::poll(&mut fds, timeout).map_err(|e| Error::sys("poll", "the SIGCHLD signalfd", e))?;
         Ok(())
     }
@@ -73,8 +63,7 @@ impl Sigchld {
 /// lines of `/proc/self/task/*/status`.
 fn thread_not_blocking_sigchld() -> Result<Option<i32>> {
     let bit = 1u64 << (libc::SIGCHLD - 1);
-    let tasks = std::fs::read_dir("/proc/self/task")
-        .map_err(|e| Error::sys("opendir", "/proc/self/task", e))?;
+    let tasks = std::fs::read_dir("/proc/self/task").map_err(|e| Error::sys("opendir", "/proc/self/task", e))?;
     for entry in tasks.flatten() {
         let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
             continue;
