@@ -11,28 +11,16 @@ use forkyard::{Child, ExitStatus, Fork, Pid, Signal};
 fn main() {
     support::run(&[
         ("wait_reports_the_exit_code", wait_reports_the_exit_code),
-        (
-            "try_wait_sees_running_then_ended",
-            try_wait_sees_running_then_ended,
-        ),
+        ("try_wait_sees_running_then_ended", try_wait_sees_running_then_ended),
         (
             "expired_wait_timeout_leaves_the_child_running_and_waitable",
             expired_wait_timeout_leaves_the_child_running_and_waitable,
         ),
-        (
-            "kill_reaches_the_child_through_its_pidfd",
-            kill_reaches_the_child_through_its_pidfd,
-        ),
-        (
-            "kill_after_reaping_sends_nothing",
-            kill_after_reaping_sends_nothing,
-        ),
+        ("kill_reaches_the_child_through_its_pidfd", kill_reaches_the_child_through_its_pidfd),
+        ("kill_after_reaping_sends_nothing", kill_after_reaping_sends_nothing),
         ("adopts_a_std_process_child", adopts_a_std_process_child),
         ("refuses_to_adopt_a_stranger", refuses_to_adopt_a_stranger),
-        (
-            "a_dropped_running_child_is_reaped_later",
-            a_dropped_running_child_is_reaped_later,
-        ),
+        ("a_dropped_running_child_is_reaped_later", a_dropped_running_child_is_reaped_later),
         ("resource_usage_is_recorded", resource_usage_is_recorded),
     ])
 }
@@ -76,45 +64,18 @@ fn try_wait_sees_running_then_ended() {
     });
     child.kill(Signal::TERM).expect("kill");
     support::wait_zombie(child.pid());
-    let status = child
-        .try_wait()
-        .expect("try_wait")
-        .expect("a zombie is collected");
+    let status = child.try_wait().expect("try_wait").expect("a zombie is collected");
     assert_eq!(status.signal(), Some(Signal::TERM));
-    assert_eq!(
-        support::state(child.pid()),
-        None,
-        "collected means gone from /proc"
-    );
+    assert_eq!(support::state(child.pid()), None, "collected means gone from /proc");
 }
 
 fn expired_wait_timeout_leaves_the_child_running_and_waitable() {
     let mut child = sleeper();
-    assert_eq!(
-        child
-            .wait_timeout(Duration::from_millis(50))
-            .expect("wait_timeout"),
-        None
-    );
-    assert!(
-        matches!(
-            support::state(child.pid()).map(|s| s.as_char()),
-            Some('S' | 'R')
-        ),
-        "still running"
-    );
+    assert_eq!(child.wait_timeout(Duration::from_millis(50)).expect("wait_timeout"), None);
+    assert!(matches!(support::state(child.pid()).map(|s| s.as_char()), Some('S' | 'R')), "still running");
     child.kill(Signal::KILL).expect("kill");
-    let status = child
-        .wait_timeout(support::PATIENCE)
-        .expect("wait_timeout")
-        .expect("it ended");
-    assert_eq!(
-        status,
-        ExitStatus::Signaled {
-            signal: Signal::KILL,
-            core_dumped: false
-        }
-    );
+    let status = child.wait_timeout(support::PATIENCE).expect("wait_timeout").expect("it ended");
+    assert_eq!(status, ExitStatus::Signaled { signal: Signal::KILL, core_dumped: false });
 }
 
 fn kill_reaches_the_child_through_its_pidfd() {
@@ -137,10 +98,9 @@ fn kill_after_reaping_sends_nothing() {
 }
 
 fn adopts_a_std_process_child() {
-    let std_child = Command::new("sh")
-        .args(["-c", "exit 4"])
-        .spawn()
-        .expect("spawning sh");
+    // The std handle is deliberately not waited on: the forkyard handle collects the child.
+    #[allow(clippy::zombie_processes)]
+    let std_child = Command::new("sh").args(["-c", "exit 4"]).spawn().expect("spawning sh");
     let pid = Pid::new(std_child.id() as i32).expect("a PID");
     let mut child = Child::from_pid(pid).expect("it is our child");
     assert_eq!(child.wait().expect("wait"), ExitStatus::Exited(4));
@@ -148,10 +108,7 @@ fn adopts_a_std_process_child() {
 
 fn refuses_to_adopt_a_stranger() {
     let err = Child::from_pid(Pid::parent()).expect_err("our parent is not our child");
-    assert!(
-        err.to_string().contains("is it a child of this process?"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("is it a child of this process?"), "{err}");
 }
 
 fn a_dropped_running_child_is_reaped_later() {
@@ -160,17 +117,11 @@ fn a_dropped_running_child_is_reaped_later() {
     drop(child);
     // Killed by someone else after its handle is gone: it must not stay a zombie once this
     // crate forks or waits again.
-    Signal::KILL
-        .send(pid)
-        .expect("kill by PID: the child is not collected, so the PID is still its own");
+    Signal::KILL.send(pid).expect("kill by PID: the child is not collected, so the PID is still its own");
     support::wait_zombie(pid);
     let mut other = exits_with(0);
     other.wait().expect("wait");
-    assert_eq!(
-        support::state(pid),
-        None,
-        "the dropped child was collected by the next wait"
-    );
+    assert_eq!(support::state(pid), None, "the dropped child was collected by the next wait");
 }
 
 fn resource_usage_is_recorded() {

@@ -19,43 +19,16 @@ fn main() {
             raw_fork_returns_child_in_parent_and_nothing_in_child,
         ),
         ("exit_child_skips_destructors", exit_child_skips_destructors),
-        (
-            "panic_comes_back_with_its_message",
-            panic_comes_back_with_its_message,
-        ),
-        (
-            "death_by_signal_comes_back_as_the_signal",
-            death_by_signal_comes_back_as_the_signal,
-        ),
+        ("panic_comes_back_with_its_message", panic_comes_back_with_its_message),
+        ("death_by_signal_comes_back_as_the_signal", death_by_signal_comes_back_as_the_signal),
         ("early_exit_is_an_error", early_exit_is_an_error),
-        (
-            "child_closing_the_pipe_is_an_error",
-            child_closing_the_pipe_is_an_error,
-        ),
-        (
-            "undecodable_result_is_an_error",
-            undecodable_result_is_an_error,
-        ),
-        (
-            "killed_while_writing_is_an_error",
-            killed_while_writing_is_an_error,
-        ),
-        (
-            "large_result_is_streamed_whole",
-            large_result_is_streamed_whole,
-        ),
-        (
-            "grandchild_holding_the_pipe_does_not_hang",
-            grandchild_holding_the_pipe_does_not_hang,
-        ),
-        (
-            "refuses_a_multithreaded_process",
-            refuses_a_multithreaded_process,
-        ),
-        (
-            "fork_refused_by_the_process_limit_is_an_error",
-            fork_refused_by_the_process_limit_is_an_error,
-        ),
+        ("child_closing_the_pipe_is_an_error", child_closing_the_pipe_is_an_error),
+        ("undecodable_result_is_an_error", undecodable_result_is_an_error),
+        ("killed_while_writing_is_an_error", killed_while_writing_is_an_error),
+        ("large_result_is_streamed_whole", large_result_is_streamed_whole),
+        ("grandchild_holding_the_pipe_does_not_hang", grandchild_holding_the_pipe_does_not_hang),
+        ("refuses_a_multithreaded_process", refuses_a_multithreaded_process),
+        ("fork_refused_by_the_process_limit_is_an_error", fork_refused_by_the_process_limit_is_an_error),
     ])
 }
 
@@ -68,19 +41,11 @@ struct Report {
 
 fn typed_result_comes_back() {
     let me = Pid::this();
-    let report = run_in_child(|| Report {
-        id: 1,
-        pid: Pid::this().as_raw(),
-        words: vec!["work".into(), "1".into()],
-    })
-    .expect("the child answers");
+    let report = run_in_child(|| Report { id: 1, pid: Pid::this().as_raw(), words: vec!["work".into(), "1".into()] })
+        .expect("the child answers");
     assert_eq!(report.id, 1);
     assert_eq!(report.words, ["work", "1"]);
-    assert_ne!(
-        report.pid,
-        me.as_raw(),
-        "the closure ran in another process"
-    );
+    assert_ne!(report.pid, me.as_raw(), "the closure ran in another process");
 }
 
 fn child_memory_is_a_copy() {
@@ -117,14 +82,8 @@ fn raw_fork_returns_child_in_parent_and_nothing_in_child() {
         Fork::Parent(mut child) => {
             drop(w);
             let mut buf = [0u8; 4];
-            std::fs::File::from(r)
-                .read_exact(&mut buf)
-                .expect("the child's PID");
-            assert_eq!(
-                i32::from_le_bytes(buf),
-                child.pid().as_raw(),
-                "fork's PID in the parent is the child's own"
-            );
+            std::fs::File::from(r).read_exact(&mut buf).expect("the child's PID");
+            assert_eq!(i32::from_le_bytes(buf), child.pid().as_raw(), "fork's PID in the parent is the child's own");
             assert!(child.pidfd().is_some(), "this kernel has pidfds");
             assert_eq!(child.wait().expect("wait"), ExitStatus::Exited(7));
         }
@@ -147,15 +106,12 @@ fn exit_child_skips_destructors() {
     assert_eq!(value, 5);
     drop(guard); // exactly one "D": ours
     let mut seen = String::new();
-    std::fs::File::from(r)
-        .read_to_string(&mut seen)
-        .expect("reading the pipe");
+    std::fs::File::from(r).read_to_string(&mut seen).expect("reading the pipe");
     assert_eq!(seen, "D", "the child must not run the parent's destructors");
 }
 
 fn panic_comes_back_with_its_message() {
-    let err =
-        run_in_child(|| -> u32 { panic!("task {} failed", 3) }).expect_err("a panic is an error");
+    let err = run_in_child(|| -> u32 { panic!("task {} failed", 3) }).expect_err("a panic is an error");
     match &err {
         Error::ChildPanicked { message, .. } => assert_eq!(message, "task 3 failed"),
         other => panic!("expected ChildPanicked, got {other:?}"),
@@ -206,11 +162,7 @@ struct Even(u32);
 impl TryFrom<u32> for Even {
     type Error = String;
     fn try_from(n: u32) -> Result<Even, String> {
-        if n % 2 == 0 {
-            Ok(Even(n))
-        } else {
-            Err(format!("{n} is odd"))
-        }
+        if n % 2 == 0 { Ok(Even(n)) } else { Err(format!("{n} is odd")) }
     }
 }
 
@@ -255,12 +207,7 @@ fn killed_while_writing_is_an_error() {
 }
 
 fn large_result_is_streamed_whole() {
-    let data = run_in_child(|| {
-        (0..8_000_000u32)
-            .map(|i| (i % 251) as u8)
-            .collect::<Vec<u8>>()
-    })
-    .expect("answers");
+    let data = run_in_child(|| (0..8_000_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>()).expect("answers");
     assert_eq!(data.len(), 8_000_000);
     assert!(data.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
 }
@@ -291,17 +238,11 @@ fn grandchild_holding_the_pipe_does_not_hang() {
         }
     })
     .expect("the child answers although its grandchild holds the pipe");
-    // Release and collect the grandchild: it was re-parented to our subreaper or PID 1, so
-    // we wait for it to disappear.
+    // Release the grandchild; it was orphaned when its parent ended, so it is ours (the
+    // test process is a subreaper) to collect.
     drop(w);
-    let pid = Pid::new(grandchild).expect("a PID");
-    support::wait_for("the grandchild to end", support::PATIENCE, || {
-        matches!(
-            support::state(pid),
-            None | Some(forkyard::procs::State::Zombie)
-        )
-        .then_some(())
-    });
+    let mut orphan = forkyard::Child::from_pid(Pid::new(grandchild).expect("a PID")).expect("adopted by us");
+    assert_eq!(orphan.wait().expect("wait"), ExitStatus::Exited(0));
 }
 
 fn refuses_a_multithreaded_process() {
@@ -328,10 +269,7 @@ fn fork_refused_by_the_process_limit_is_an_error() {
     // SAFETY: single-threaded test process; the child makes ordinary calls and _exits.
     let mut child = match unsafe { forkyard::fork() }.expect("fork") {
         Fork::Child => {
-            let limit = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
+            let limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
             // SAFETY: valid rlimit struct; setuid with a plain number.
             unsafe {
                 libc::setrlimit(libc::RLIMIT_NPROC, &limit);
@@ -342,8 +280,7 @@ fn fork_refused_by_the_process_limit_is_an_error() {
             }
             let code = match run_in_child(|| 1) {
                 Err(e @ Error::Sys { call: "fork", .. })
-                    if e.raw_os_error() == Some(libc::EAGAIN)
-                        && e.to_string().contains("ulimit -u") =>
+                    if e.raw_os_error() == Some(libc::EAGAIN) && e.to_string().contains("ulimit -u") =>
                 {
                     0
                 }
@@ -357,11 +294,7 @@ fn fork_refused_by_the_process_limit_is_an_error() {
         }
         Fork::Parent(child) => child,
     };
-    assert_eq!(
-        child.wait().expect("wait"),
-        ExitStatus::Exited(0),
-        "fork under RLIMIT_NPROC=0 must fail with EAGAIN"
-    );
+    assert_eq!(child.wait().expect("wait"), ExitStatus::Exited(0), "fork under RLIMIT_NPROC=0 must fail with EAGAIN");
 }
 
 fn pipe() -> (OwnedFd, OwnedFd) {

@@ -9,14 +9,8 @@ use forkyard::{ExitStatus, Pid, Pool, Signal, TaskError};
 
 fn main() {
     support::run(&[
-        (
-            "results_come_back_in_input_order",
-            results_come_back_in_input_order,
-        ),
-        (
-            "workers_are_bounded_and_reused",
-            workers_are_bounded_and_reused,
-        ),
+        ("results_come_back_in_input_order", results_come_back_in_input_order),
+        ("workers_are_bounded_and_reused", workers_are_bounded_and_reused),
         (
             "a_panic_is_reported_for_its_item_and_the_worker_survives",
             a_panic_is_reported_for_its_item_and_the_worker_survives,
@@ -25,19 +19,10 @@ fn main() {
             "a_crashed_worker_is_reported_for_its_item_and_replaced",
             a_crashed_worker_is_reported_for_its_item_and_replaced,
         ),
-        (
-            "every_item_crashing_still_ends",
-            every_item_crashing_still_ends,
-        ),
-        (
-            "large_inputs_and_outputs_do_not_deadlock",
-            large_inputs_and_outputs_do_not_deadlock,
-        ),
+        ("every_item_crashing_still_ends", every_item_crashing_still_ends),
+        ("large_inputs_and_outputs_do_not_deadlock", large_inputs_and_outputs_do_not_deadlock),
         ("empty_input_forks_nothing", empty_input_forks_nothing),
-        (
-            "dropping_the_pool_collects_its_workers",
-            dropping_the_pool_collects_its_workers,
-        ),
+        ("dropping_the_pool_collects_its_workers", dropping_the_pool_collects_its_workers),
         ("zero_workers_is_refused", zero_workers_is_refused),
     ])
 }
@@ -51,53 +36,23 @@ fn results_come_back_in_input_order() {
     }
     // Several chunk sizes, including one item at a time.
     for chunk in [1, 7, 10_000] {
-        let mut pool = Pool::new(3, |s: String| s.len())
-            .expect("pool")
-            .with_chunk_size(chunk);
+        let mut pool = Pool::new(3, |s: String| s.len()).expect("pool").with_chunk_size(chunk);
         let words: Vec<String> = (0..500).map(|i| "x".repeat(i % 13)).collect();
-        let lens: Vec<usize> = pool
-            .map(&words)
-            .expect("map")
-            .into_iter()
-            .map(|r| r.expect("ok"))
-            .collect();
-        assert_eq!(
-            lens,
-            words.iter().map(String::len).collect::<Vec<_>>(),
-            "chunk {chunk}"
-        );
+        let lens: Vec<usize> = pool.map(&words).expect("map").into_iter().map(|r| r.expect("ok")).collect();
+        assert_eq!(lens, words.iter().map(String::len).collect::<Vec<_>>(), "chunk {chunk}");
     }
 }
 
 fn workers_are_bounded_and_reused() {
     let mut pool = Pool::new(3, |_: u32| Pid::this().as_raw()).expect("pool");
     let inputs: Vec<u32> = (0..1000).collect();
-    let first: HashSet<i32> = pool
-        .map(&inputs)
-        .expect("map")
-        .into_iter()
-        .map(|r| r.expect("ok"))
-        .collect();
-    assert!(
-        !first.is_empty() && first.len() <= 3,
-        "at most 3 workers, got {first:?}"
-    );
-    assert!(
-        !first.contains(&Pid::this().as_raw()),
-        "the work ran in other processes"
-    );
+    let first: HashSet<i32> = pool.map(&inputs).expect("map").into_iter().map(|r| r.expect("ok")).collect();
+    assert!(!first.is_empty() && first.len() <= 3, "at most 3 workers, got {first:?}");
+    assert!(!first.contains(&Pid::this().as_raw()), "the work ran in other processes");
     let workers: HashSet<i32> = pool.worker_pids().iter().map(|p| p.as_raw()).collect();
     assert!(first.is_subset(&workers));
-    let second: HashSet<i32> = pool
-        .map(&inputs)
-        .expect("map")
-        .into_iter()
-        .map(|r| r.expect("ok"))
-        .collect();
-    assert!(
-        second.is_subset(&workers),
-        "a second map reuses the same workers"
-    );
+    let second: HashSet<i32> = pool.map(&inputs).expect("map").into_iter().map(|r| r.expect("ok")).collect();
+    assert!(second.is_subset(&workers), "a second map reuses the same workers");
 }
 
 fn a_panic_is_reported_for_its_item_and_the_worker_survives() {
@@ -111,20 +66,12 @@ fn a_panic_is_reported_for_its_item_and_the_worker_survives() {
     let workers_before = {
         let out = pool.map(&(0..100).collect::<Vec<u32>>()).expect("map");
         assert_eq!(out[13], Err(TaskError::Panicked("unlucky 13".into())));
-        assert!(
-            out.iter()
-                .enumerate()
-                .all(|(i, r)| i == 13 || r.as_ref().map(|v| v.0) == Ok(i as u32))
-        );
+        assert!(out.iter().enumerate().all(|(i, r)| i == 13 || r.as_ref().map(|v| v.0) == Ok(i as u32)));
         pool.worker_pids()
     };
     assert_eq!(workers_before.len(), 2);
     let _ = pool.map(&[1, 2, 3]).expect("map");
-    assert_eq!(
-        pool.worker_pids().iter().collect::<HashSet<_>>(),
-        workers_before.iter().collect(),
-        "no worker died"
-    );
+    assert_eq!(pool.worker_pids().iter().collect::<HashSet<_>>(), workers_before.iter().collect(), "no worker died");
 }
 
 fn a_crashed_worker_is_reported_for_its_item_and_replaced() {
@@ -143,13 +90,7 @@ fn a_crashed_worker_is_reported_for_its_item_and_replaced() {
     let out = pool.map(&(0..100).collect::<Vec<u32>>()).expect("map");
     match &out[7] {
         Err(TaskError::WorkerDied { status, .. }) => {
-            assert_eq!(
-                *status,
-                ExitStatus::Signaled {
-                    signal: Signal::KILL,
-                    core_dumped: false
-                }
-            )
+            assert_eq!(*status, ExitStatus::Signaled { signal: Signal::KILL, core_dumped: false })
         }
         other => panic!("item 7: expected WorkerDied, got {other:?}"),
     }
@@ -164,12 +105,13 @@ fn a_crashed_worker_is_reported_for_its_item_and_replaced() {
 }
 
 fn every_item_crashing_still_ends() {
-    let out = forkyard::pool::map(2, &(0..20).collect::<Vec<u32>>(), |_: u32| -> u32 {
-        std::process::abort()
-    })
-    .expect("map");
+    let out =
+        forkyard::pool::map(2, &(0..20).collect::<Vec<u32>>(), |_: u32| -> u32 { std::process::abort() }).expect("map");
     assert_eq!(out.len(), 20);
-    assert!(out.iter().all(|r| matches!(r, Err(TaskError::WorkerDied { status, .. }) if status.signal() == Some(Signal::ABRT))));
+    assert!(
+        out.iter()
+            .all(|r| matches!(r, Err(TaskError::WorkerDied { status, .. }) if status.signal() == Some(Signal::ABRT)))
+    );
 }
 
 fn large_inputs_and_outputs_do_not_deadlock() {
@@ -201,11 +143,7 @@ fn dropping_the_pool_collects_its_workers() {
     assert_eq!(workers.len(), 3);
     drop(pool);
     for pid in workers {
-        assert_eq!(
-            support::state(pid),
-            None,
-            "worker {pid} must be collected, not left a zombie"
-        );
+        assert_eq!(support::state(pid), None, "worker {pid} must be collected, not left a zombie");
     }
 }
 

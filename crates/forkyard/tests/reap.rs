@@ -9,54 +9,25 @@ use std::time::{Duration, Instant};
 
 use forkyard::procs::Process;
 use forkyard::subreaper::set_child_subreaper;
-use forkyard::{
-    Child, ExitStatus, Fork, Pid, Reaper, Scope, Signal, SignalFd, SignalSet, Strategy,
-};
+use forkyard::{Child, ExitStatus, Fork, Pid, Reaper, Scope, Signal, SignalFd, SignalSet, Strategy};
 
 fn main() {
     support::run(&[
-        (
-            "many_exits_arrive_as_one_sigchld_and_all_are_reaped",
-            many_exits_arrive_as_one_sigchld_and_all_are_reaped,
-        ),
-        (
-            "signal_reaper_collects_a_coalesced_burst_in_one_wait",
-            signal_reaper_collects_a_coalesced_burst_in_one_wait,
-        ),
-        (
-            "own_children_scope_leaves_std_children_alone",
-            own_children_scope_leaves_std_children_alone,
-        ),
-        (
-            "subreaper_adopts_and_reaps_an_orphan",
-            subreaper_adopts_and_reaps_an_orphan,
-        ),
-        (
-            "polled_zombie_stays_until_the_next_tick",
-            polled_zombie_stays_until_the_next_tick,
-        ),
+        ("many_exits_arrive_as_one_sigchld_and_all_are_reaped", many_exits_arrive_as_one_sigchld_and_all_are_reaped),
+        ("signal_reaper_collects_a_coalesced_burst_in_one_wait", signal_reaper_collects_a_coalesced_burst_in_one_wait),
+        ("own_children_scope_leaves_std_children_alone", own_children_scope_leaves_std_children_alone),
+        ("subreaper_adopts_and_reaps_an_orphan", subreaper_adopts_and_reaps_an_orphan),
+        ("polled_zombie_stays_until_the_next_tick", polled_zombie_stays_until_the_next_tick),
         ("pidfd_reaper_needs_no_signal", pidfd_reaper_needs_no_signal),
-        (
-            "pidfd_reaper_refuses_scope_all",
-            pidfd_reaper_refuses_scope_all,
-        ),
+        ("pidfd_reaper_refuses_scope_all", pidfd_reaper_refuses_scope_all),
         (
             "signal_reaper_refuses_a_thread_that_would_swallow_sigchld",
             signal_reaper_refuses_a_thread_that_would_swallow_sigchld,
         ),
-        (
-            "every_strategy_times_out_and_then_reaps",
-            every_strategy_times_out_and_then_reaps,
-        ),
-        (
-            "nothing_watched_returns_at_once",
-            nothing_watched_returns_at_once,
-        ),
+        ("every_strategy_times_out_and_then_reaps", every_strategy_times_out_and_then_reaps),
+        ("nothing_watched_returns_at_once", nothing_watched_returns_at_once),
         ("reaped_carries_cpu_time", reaped_carries_cpu_time),
-        (
-            "an_ignored_sigchld_is_reset_so_statuses_survive",
-            an_ignored_sigchld_is_reset_so_statuses_survive,
-        ),
+        ("an_ignored_sigchld_is_reset_so_statuses_survive", an_ignored_sigchld_is_reset_so_statuses_survive),
     ])
 }
 
@@ -112,11 +83,7 @@ fn burst(reaper: &mut Reaper) -> Vec<Pid> {
     let (r, w) = pipe();
     let mut pids = Vec::new();
     for i in 0..BURST {
-        pids.push(
-            reaper
-                .watch(exits_when_closed(&r, &w, i as i32))
-                .expect("watch"),
-        );
+        pids.push(reaper.watch(exits_when_closed(&r, &w, i as i32)).expect("watch"));
     }
     drop(w);
     for &pid in &pids {
@@ -134,18 +101,12 @@ fn many_exits_arrive_as_one_sigchld_and_all_are_reaped() {
     while counter.try_read().expect("read").is_some() {
         signals += 1;
     }
-    assert_eq!(
-        signals, 1,
-        "{BURST} exits while SIGCHLD was pending must coalesce into one signal"
-    );
+    assert_eq!(signals, 1, "{BURST} exits while SIGCHLD was pending must coalesce into one signal");
     // The seed's loop: waitpid(-1, WNOHANG) until nothing is left finds them all.
     let reaped = reaper.try_reap().expect("reap");
     assert_eq!(reaped.len(), BURST);
     for (i, pid) in pids.iter().enumerate() {
-        let r = reaped
-            .iter()
-            .find(|r| r.pid == *pid)
-            .expect("each child is reaped");
+        let r = reaped.iter().find(|r| r.pid == *pid).expect("each child is reaped");
         assert_eq!(r.status, ExitStatus::Exited(i as u8));
         assert!(r.watched);
         assert_eq!(support::state(*pid), None);
@@ -164,33 +125,17 @@ fn signal_reaper_collects_a_coalesced_burst_in_one_wait() {
 }
 
 fn own_children_scope_leaves_std_children_alone() {
-    for strategy in [
-        Strategy::Signal,
-        Strategy::Pidfd,
-        Strategy::Poll(Duration::from_millis(5)),
-    ] {
+    for strategy in [Strategy::Signal, Strategy::Pidfd, Strategy::Poll(Duration::from_millis(5))] {
         let mut reaper = Reaper::new(strategy, Scope::OwnChildren).expect("reaper");
-        let mut std_child = Command::new("sh")
-            .args(["-c", "exit 5"])
-            .spawn()
-            .expect("spawn sh");
+        let mut std_child = Command::new("sh").args(["-c", "exit 5"]).spawn().expect("spawn sh");
         let ours = reaper.watch(exits_with(6)).expect("watch");
         let std_pid = Pid::new(std_child.id() as i32).expect("a PID");
         support::wait_zombie(std_pid);
         let reaped = reaper.wait().expect("wait");
         assert_eq!(reaped.len(), 1, "{strategy:?}");
-        assert_eq!(
-            (reaped[0].pid, reaped[0].status),
-            (ours, ExitStatus::Exited(6))
-        );
-        assert_eq!(
-            support::state(std_pid).map(|s| s.as_char()),
-            Some('Z'),
-            "{strategy:?} must not steal std's child"
-        );
-        let status = std_child
-            .wait()
-            .expect("std can still wait for its own child");
+        assert_eq!((reaped[0].pid, reaped[0].status), (ours, ExitStatus::Exited(6)));
+        assert_eq!(support::state(std_pid).map(|s| s.as_char()), Some('Z'), "{strategy:?} must not steal std's child");
+        let status = std_child.wait().expect("std can still wait for its own child");
         assert_eq!(status.code(), Some(5));
     }
 }
@@ -234,17 +179,12 @@ fn subreaper_adopts_and_reaps_an_orphan() {
     let first = reaper.wait().expect("wait");
     assert_eq!(first.iter().map(|r| r.pid).collect::<Vec<_>>(), [middle]);
     // The orphan's parent is now us, the subreaper, not PID 1.
-    let adopted = Process::read(orphan)
-        .expect("read")
-        .expect("the orphan is alive");
+    let adopted = Process::read(orphan).expect("read").expect("the orphan is alive");
     assert_eq!(adopted.ppid, Some(Pid::this()));
     drop(w);
     let second = reaper.wait().expect("wait");
     assert_eq!(second.len(), 1);
-    assert_eq!(
-        (second[0].pid, second[0].status, second[0].watched),
-        (orphan, ExitStatus::Exited(9), false)
-    );
+    assert_eq!((second[0].pid, second[0].status, second[0].watched), (orphan, ExitStatus::Exited(9), false));
     set_child_subreaper(false).expect("subreaper off");
 }
 
@@ -256,10 +196,7 @@ fn polled_zombie_stays_until_the_next_tick() {
     support::wait_zombie(pid);
     let reaped = reaper.wait().expect("wait");
     assert_eq!(reaped.len(), 1);
-    assert!(
-        reaped[0].at >= start + interval,
-        "a polling reaper cannot collect before its first tick"
-    );
+    assert!(reaped[0].at >= start + interval, "a polling reaper cannot collect before its first tick");
     assert_eq!(support::state(pid), None, "gone after the tick");
 }
 
@@ -267,9 +204,7 @@ fn pidfd_reaper_needs_no_signal() {
     let mask_before = SignalSet::thread_mask().expect("mask");
     let mut reaper = Reaper::new(Strategy::Pidfd, Scope::OwnChildren).expect("reaper");
     assert!(reaper.as_fd().is_some());
-    let pids: Vec<Pid> = (0..3)
-        .map(|c| reaper.watch(exits_with(c)).expect("watch"))
-        .collect();
+    let pids: Vec<Pid> = (0..3).map(|c| reaper.watch(exits_with(c)).expect("watch")).collect();
     let mut seen = Vec::new();
     while seen.len() < 3 {
         seen.extend(reaper.wait().expect("wait"));
@@ -278,11 +213,7 @@ fn pidfd_reaper_needs_no_signal() {
         let r = seen.iter().find(|r| r.pid == *pid).expect("reaped");
         assert_eq!(r.status, ExitStatus::Exited(code as u8));
     }
-    assert_eq!(
-        SignalSet::thread_mask().expect("mask"),
-        mask_before,
-        "the pidfd reaper must not touch the mask"
-    );
+    assert_eq!(SignalSet::thread_mask().expect("mask"), mask_before, "the pidfd reaper must not touch the mask");
     assert!(!mask_before.contains(Signal::CHLD));
 }
 
@@ -300,8 +231,7 @@ fn signal_reaper_refuses_a_thread_that_would_swallow_sigchld() {
         rx.recv().ok()
     });
     started.recv().expect("the thread started");
-    let err = Reaper::new(Strategy::Signal, Scope::OwnChildren)
-        .expect_err("the other thread lets SIGCHLD through");
+    let err = Reaper::new(Strategy::Signal, Scope::OwnChildren).expect_err("the other thread lets SIGCHLD through");
     assert!(err.to_string().contains("block_sigchld"), "{err}");
     drop(tx);
     thread.join().expect("join");
@@ -315,24 +245,12 @@ fn signal_reaper_refuses_a_thread_that_would_swallow_sigchld() {
 }
 
 fn every_strategy_times_out_and_then_reaps() {
-    for strategy in [
-        Strategy::Signal,
-        Strategy::Pidfd,
-        Strategy::Poll(Duration::from_millis(10)),
-    ] {
+    for strategy in [Strategy::Signal, Strategy::Pidfd, Strategy::Poll(Duration::from_millis(10))] {
         let mut reaper = Reaper::new(strategy, Scope::OwnChildren).expect("reaper");
         let pid = reaper.watch(sleeper()).expect("watch");
-        assert!(
-            reaper
-                .wait_timeout(Duration::from_millis(30))
-                .expect("wait")
-                .is_empty(),
-            "{strategy:?}"
-        );
+        assert!(reaper.wait_timeout(Duration::from_millis(30)).expect("wait").is_empty(), "{strategy:?}");
         assert!(reaper.is_watching(pid));
-        reaper
-            .kill(pid, Signal::TERM)
-            .expect("kill through the reaper");
+        reaper.kill(pid, Signal::TERM).expect("kill through the reaper");
         let reaped = reaper.wait_timeout(support::PATIENCE).expect("wait");
         assert_eq!(reaped.len(), 1, "{strategy:?}");
         assert_eq!(reaped[0].status.signal(), Some(Signal::TERM));
@@ -341,16 +259,9 @@ fn every_strategy_times_out_and_then_reaps() {
 }
 
 fn nothing_watched_returns_at_once() {
-    for strategy in [
-        Strategy::Signal,
-        Strategy::Pidfd,
-        Strategy::Poll(Duration::from_secs(3600)),
-    ] {
+    for strategy in [Strategy::Signal, Strategy::Pidfd, Strategy::Poll(Duration::from_secs(3600))] {
         let mut reaper = Reaper::new(strategy, Scope::OwnChildren).expect("reaper");
-        assert!(
-            reaper.wait().expect("wait").is_empty(),
-            "{strategy:?} must not wait forever for nothing"
-        );
+        assert!(reaper.wait().expect("wait").is_empty(), "{strategy:?} must not wait forever for nothing");
     }
 }
 
@@ -359,10 +270,7 @@ fn reaped_carries_cpu_time() {
     // SAFETY: single-threaded test process; the child spins on clock_gettime and _exits.
     let child = match unsafe { forkyard::fork() }.expect("fork") {
         Fork::Child => {
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
             // Burn 30 ms of this process's own CPU time: an amount of work, not a delay.
             while ts.tv_nsec < 30_000_000 && ts.tv_sec == 0 {
                 // SAFETY: valid timespec to write.
@@ -375,25 +283,14 @@ fn reaped_carries_cpu_time() {
     reaper.watch(child).expect("watch");
     let reaped = reaper.wait().expect("wait");
     let usage = reaped[0].usage;
-    assert!(
-        usage.user + usage.system >= Duration::from_millis(25),
-        "{usage:?}"
-    );
+    assert!(usage.user + usage.system >= Duration::from_millis(25), "{usage:?}");
     assert!(usage.max_rss_kib > 0);
 }
 
 fn an_ignored_sigchld_is_reset_so_statuses_survive() {
-    Signal::CHLD
-        .set_disposition(forkyard::Disposition::Ignore)
-        .expect("ignore");
+    Signal::CHLD.set_disposition(forkyard::Disposition::Ignore).expect("ignore");
     let mut reaper = Reaper::new(Strategy::Pidfd, Scope::OwnChildren).expect("reaper");
-    assert_eq!(
-        Signal::CHLD.disposition().expect("disposition"),
-        forkyard::Disposition::Default
-    );
+    assert_eq!(Signal::CHLD.disposition().expect("disposition"), forkyard::Disposition::Default);
     reaper.watch(exits_with(3)).expect("watch");
-    assert_eq!(
-        reaper.wait().expect("wait")[0].status,
-        ExitStatus::Exited(3)
-    );
+    assert_eq!(reaper.wait().expect("wait")[0].status, ExitStatus::Exited(3));
 }

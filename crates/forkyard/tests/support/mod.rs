@@ -5,6 +5,7 @@
 //! the main thread of its own process (nextest's process-per-test mode, or a re-exec of this
 //! binary under `cargo test`), and after each test the harness checks that nothing was left
 //! behind: a child or zombie of the test process fails the test, then is killed and reaped.
+//! The test process is a child subreaper, so that includes orphaned grandchildren.
 #![allow(dead_code, missing_docs)]
 
 use std::process::Command;
@@ -25,6 +26,9 @@ pub fn run(tests: &[(&'static str, fn())]) -> ! {
         .map(|&(name, body)| {
             libtest_mimic::Trial::test(name, move || {
                 if inline {
+                    // Orphans of the test come back to the test process, so the check below
+                    // sees them too (and they cannot become some other init's zombies).
+                    forkyard::subreaper::set_child_subreaper(true).map_err(|e| e.to_string())?;
                     // Clean up after a failed test too, then report the failure itself.
                     let outcome = std::panic::catch_unwind(body);
                     let left = check_nothing_left(name);
@@ -48,21 +52,14 @@ fn rerun_isolated(name: &str) -> Result<(), libtest_mimic::Failed> {
         .env("FORKYARD_TEST_INLINE", "1")
         .status()
         .map_err(|e| format!("re-running {name} in its own process: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{name} failed in its own process ({status})").into())
-    }
+    if status.success() { Ok(()) } else { Err(format!("{name} failed in its own process ({status})").into()) }
 }
 
 /// Fails if the test process still has children (running or zombie); cleans them up.
 fn check_nothing_left(name: &str) -> Result<(), libtest_mimic::Failed> {
     let me = Pid::this();
     let snap = Snapshot::take().map_err(|e| format!("scanning /proc after {name}: {e}"))?;
-    let left: Vec<String> = snap
-        .children(me)
-        .map(|p| format!("{} {} {}", p.pid, p.state, p.command()))
-        .collect();
+    let left: Vec<String> = snap.children(me).map(|p| format!("{} {} {}", p.pid, p.state, p.command())).collect();
     if left.is_empty() {
         return Ok(());
     }
@@ -70,11 +67,7 @@ fn check_nothing_left(name: &str) -> Result<(), libtest_mimic::Failed> {
         let _ = forkyard::Signal::KILL.send(p.pid);
         let _ = forkyard::Child::from_pid(p.pid).and_then(|mut c| c.wait());
     }
-    Err(format!(
-        "{name} left {} process(es) behind (pid state command): {left:?}",
-        left.len()
-    )
-    .into())
+    Err(format!("{name} left {} process(es) behind (pid state command): {left:?}", left.len()).into())
 }
 
 /// Waits until `check` returns `Some`, polling every millisecond or so, for at most `limit`
@@ -87,10 +80,7 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Optio
         if let Some(v) = check() {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "gave up after {limit:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "gave up after {limit:?} waiting for {what}");
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
     }
@@ -103,11 +93,21 @@ pub fn state(pid: Pid) -> Option<State> {
 
 /// Waits until `pid` is a zombie.
 pub fn wait_zombie(pid: Pid) {
-    wait_for(
-        &format!("{pid} to become a zombie"),
-        Duration::from_secs(20),
-        || (state(pid) == Some(State::Zombie)).then_some(()),
-    )
+    wait_for(&format!("{pid} to become a zombie"), Duration::from_secs(20), || {
+        (state(pid) == Some(State::Zombie)).then_some(())
+    })
+}
+
+/// Collects every child of the test process, adopted orphans included, waiting for those
+/// still running to end; returns how many.
+pub fn reap_adopted() -> usize {
+    let me = Pid::this();
+    let snap = Snapshot::take().expect("scanning /proc");
+    let pids: Vec<Pid> = snap.children(me).map(|p| p.pid).collect();
+    for pid in &pids {
+        forkyard::Child::from_pid(*pid).and_then(|mut c| c.wait()).expect("collecting an adopted child");
+    }
+    pids.len()
 }
 
 /// A generous bound for events that normally take microseconds.
