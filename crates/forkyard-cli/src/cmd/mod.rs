@@ -1,0 +1,3 @@
+//! One module per subcommand; each parses its own arguments and calls the library.
+
+pub mod ps;

@@ -1,0 +1,276 @@
+//! `forkyard ps`: the library's /proc snapshot as a table, a tree, a zombie report or JSON.
+//!
+//! Why it exists: the seed shows zombies with `ps ax | grep`; this shows them with their
+//! parent's PID and command beside them, so the process that fails to collect its children
+//! is obvious, and it draws the tree that explains who will adopt an orphan.
+
+use std::collections::HashMap;
+use std::io::{self, BufWriter, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use forkyard::Pid;
+use forkyard::procs::{Process, ScanOptions, Snapshot, TreeEntry};
+
+/// Options of `forkyard ps`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Only zombies, each with its parent's PID and command (the parent is the one that
+    /// should collect it).
+    #[arg(long, short = 'z')]
+    zombies: bool,
+    /// Draw the process tree.
+    #[arg(long, short = 't')]
+    tree: bool,
+    /// Only this process and its descendants (drawn as a tree).
+    #[arg(long, short = 'p', value_name = "PID")]
+    pid: Option<i32>,
+    /// Print JSON (one array of objects) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Leave out the header line.
+    #[arg(long)]
+    no_header: bool,
+}
+
+/// Runs `forkyard ps`. Exits 1 if `--pid` names no process.
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let snap = Snapshot::take_with(ScanOptions { cmdline: true }).context("taking a snapshot of /proc")?;
+    let out = io::stdout().lock();
+    let mut out = BufWriter::with_capacity(64 * 1024, out);
+    let root = match args.pid {
+        Some(raw) => {
+            let found = Pid::new(raw).and_then(|p| snap.get(p));
+            let Some(p) = found else {
+                eprintln!("forkyard: no process with PID {raw}");
+                return Ok(ExitCode::FAILURE);
+            };
+            Some(p.pid)
+        }
+        None => None,
+    };
+    if args.zombies {
+        zombies(&snap, args, &mut out)?;
+    } else if args.tree || root.is_some() {
+        let entries = match root {
+            Some(pid) => snap.tree(pid),
+            None => snap.forest(),
+        };
+        tree(&entries, args, &mut out)?;
+    } else {
+        let all: Vec<&Process> = snap.processes().iter().collect();
+        table(&all, args, &mut out)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// User names from /etc/passwd, read once; unknown IDs print as numbers.
+struct Users(HashMap<u32, String>);
+
+impl Users {
+    fn load() -> Users {
+        let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let map = text
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let uid = f.nth(1)?.parse().ok()?;
+                Some((uid, name.to_string()))
+            })
+            .collect();
+        Users(map)
+    }
+
+    fn name(&self, uid: u32) -> String {
+        self.0.get(&uid).cloned().unwrap_or_else(|| uid.to_string())
+    }
+}
+
+/// The terminal name for a `tty_nr`, as procps prints it (`pts/3`, `tty1`, `ttyS0`, `?`).
+fn tty_name(tty_nr: i32) -> String {
+    if tty_nr == 0 {
+        return "?".into();
+    }
+    let nr = tty_nr as u32;
+    let major = (nr >> 8) & 0xfff;
+    let minor = (nr & 0xff) | ((nr >> 12) & 0xfff00);
+    match major {
+        136..=143 => format!("pts/{}", (major - 136) * 256 + minor),
+        4 if minor < 64 => format!("tty{minor}"),
+        4 => format!("ttyS{}", minor - 64),
+        5 if minor == 0 => "tty".into(),
+        5 if minor == 1 => "console".into(),
+        _ => format!("{major}:{minor}"),
+    }
+}
+
+/// The width of the terminal on standard output, if it is one.
+fn terminal_width() -> Option<usize> {
+    let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes one winsize through the pointer, which is valid; on a
+    // non-terminal it fails with ENOTTY and writes nothing.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
+/// CPU time as `[[dd-]hh:]mm:ss`, like procps' TIME column.
+fn cpu_time(p: &Process) -> String {
+    let secs = p.cpu_time().as_secs();
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}-{h:02}:{m:02}:{s:02}")
+    } else if h > 0 {
+        format!("{h:02}:{m:02}:{s:02}")
+    } else {
+        format!("{m:02}:{s:02}")
+    }
+}
+
+/// One row's cells, before the command column.
+fn cells(p: &Process, users: &Users) -> [String; 8] {
+    [
+        p.pid.to_string(),
+        p.ppid.map_or_else(|| "0".into(), |pp| pp.to_string()),
+        p.pgid.to_string(),
+        p.sid.to_string(),
+        tty_name(p.tty_nr),
+        p.state.to_string(),
+        users.name(p.uid),
+        cpu_time(p),
+    ]
+}
+
+const HEADER: [&str; 8] = ["PID", "PPID", "PGID", "SID", "TTY", "S", "USER", "TIME"];
+/// Which columns are numbers (right-aligned, as procps does).
+const NUMERIC: [bool; 8] = [true, true, true, true, false, false, false, true];
+
+/// Prints rows with every column as wide as its widest cell.
+fn print_rows(rows: &[([String; 8], String)], args: &Args, out: &mut impl Write) -> io::Result<()> {
+    let mut width = HEADER.map(str::len);
+    for (c, _) in rows {
+        for (w, cell) in width.iter_mut().zip(c) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    // On a terminal, cut the command at the screen's edge as procps does; in a pipe, keep it
+    // whole for grep.
+    let room = terminal_width().map(|cols| cols.saturating_sub(width.iter().map(|w| w + 1).sum()));
+    let line = |out: &mut dyn Write, c: &[&str; 8], cmd: &str| -> io::Result<()> {
+        for (i, cell) in c.iter().enumerate() {
+            if NUMERIC[i] {
+                write!(out, "{cell:>w$} ", w = width[i])?;
+            } else {
+                write!(out, "{cell:<w$} ", w = width[i])?;
+            }
+        }
+        match room {
+            Some(room) if cmd.chars().count() > room => {
+                let cut: String = cmd.chars().take(room).collect();
+                writeln!(out, "{cut}")
+            }
+            _ => writeln!(out, "{cmd}"),
+        }
+    };
+    if !args.no_header {
+        line(out, &HEADER, "COMMAND")?;
+    }
+    for (c, cmd) in rows {
+        line(out, &c.each_ref().map(String::as_str), cmd)?;
+    }
+    Ok(())
+}
+
+fn table(procs: &[&Process], args: &Args, out: &mut impl Write) -> Result<()> {
+    if args.json {
+        serde_json::to_writer_pretty(&mut *out, procs)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let users = Users::load();
+    let rows: Vec<([String; 8], String)> = procs.iter().map(|p| (cells(p, &users), p.command())).collect();
+    print_rows(&rows, args, out)?;
+    Ok(())
+}
+
+fn tree(entries: &[TreeEntry<'_>], args: &Args, out: &mut impl Write) -> Result<()> {
+    if args.json {
+        #[derive(serde::Serialize)]
+        struct Node<'a> {
+            depth: usize,
+            #[serde(flatten)]
+            process: &'a Process,
+        }
+        let nodes: Vec<Node<'_>> = entries.iter().map(|e| Node { depth: e.depth, process: e.process }).collect();
+        serde_json::to_writer_pretty(&mut *out, &nodes)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let users = Users::load();
+    // Whether each open ancestor level still has siblings to come: decides `│` or blank.
+    let mut open: Vec<bool> = Vec::new();
+    let mut rows = Vec::with_capacity(entries.len());
+    for e in entries {
+        open.truncate(e.depth);
+        let mut prefix = String::new();
+        if e.depth > 0 {
+            for &more in &open[1..] {
+                prefix.push_str(if more { "│  " } else { "   " });
+            }
+            prefix.push_str(if e.last { "└─ " } else { "├─ " });
+        }
+        open.push(!e.last);
+        rows.push((cells(e.process, &users), format!("{prefix}{}", e.process.command())));
+    }
+    print_rows(&rows, args, out)?;
+    Ok(())
+}
+
+fn zombies(snap: &Snapshot, args: &Args, out: &mut impl Write) -> Result<()> {
+    let zombies: Vec<&Process> = snap.zombies().collect();
+    if args.json {
+        #[derive(serde::Serialize)]
+        struct Zombie<'a> {
+            #[serde(flatten)]
+            process: &'a Process,
+            parent_command: Option<String>,
+        }
+        let list: Vec<Zombie<'_>> = zombies
+            .iter()
+            .map(|z| Zombie { process: z, parent_command: z.ppid.and_then(|pp| snap.get(pp)).map(Process::command) })
+            .collect();
+        serde_json::to_writer_pretty(&mut *out, &list)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let w_pid = zombies.iter().map(|z| z.pid.to_string().len()).max().unwrap_or(0).max(3);
+    let w_ppid = zombies.iter().map(|z| z.ppid.map_or(1, |p| p.to_string().len())).max().unwrap_or(0).max(4);
+    let w_cmd = zombies.iter().map(|z| z.command().len() + 11).max().unwrap_or(0).max(7);
+    if !args.no_header {
+        writeln!(out, "{:>w_pid$} {:>w_ppid$} {:<w_cmd$} PARENT (which should collect it)", "PID", "PPID", "COMMAND")?;
+    }
+    for z in &zombies {
+        let parent = z.ppid.and_then(|pp| snap.get(pp)).map_or_else(|| "?".to_string(), Process::command);
+        let ppid = z.ppid.map_or_else(|| "0".to_string(), |p| p.to_string());
+        let cmd = format!("{} <defunct>", z.command());
+        writeln!(out, "{:>w_pid$} {ppid:>w_ppid$} {cmd:<w_cmd$} {parent}", z.pid)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_names_match_procps() {
+        assert_eq!(tty_name(0), "?");
+        assert_eq!(tty_name((136 << 8) | 3), "pts/3");
+        assert_eq!(tty_name((4 << 8) | 1), "tty1");
+        assert_eq!(tty_name((4 << 8) | 64), "ttyS0");
+        assert_eq!(tty_name((5 << 8) | 1), "console");
+        // Minor numbers above 255 live in bits 20-31.
+        assert_eq!(tty_name((136 << 8) | (1 << 20) | 4), "pts/260");
+    }
+}
