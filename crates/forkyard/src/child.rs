@@ -13,6 +13,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -34,10 +35,14 @@ pub struct Child {
 
 /// Children whose handles were dropped while they ran, to be reaped when they end.
 static DROPPED: Mutex<Vec<Child>> = Mutex::new(Vec::new());
+/// How many there are: read without the lock, so the common case (none) writes no memory,
+/// which matters right after a fork, when every page written is copied.
+static DROPPED_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// Collects the dropped children that have ended; returns how many were collected.
 ///
-/// Called by every fork and wait in this crate, so most programs never need to call it.
+/// Called before every fork and after every wait in this crate, so most programs never need
+/// to call it.
 pub fn reap_dropped_children() -> usize {
     let Ok(mut dropped) = DROPPED.try_lock() else {
         return 0;
@@ -51,17 +56,8 @@ impl Child {
     /// The handle for a child we have just forked: opens its pidfd (it cannot have been
     /// reaped yet, so the PID is still ours).
     pub(crate) fn fresh(pid: Pid) -> Child {
-        let pidfd = if sys::pidfds_available() {
-            sys::pidfd_open(pid).ok()
-        } else {
-            None
-        };
-        reap_dropped_children();
-        Child {
-            pid,
-            pidfd,
-            ended: None,
-        }
+        let pidfd = if sys::pidfds_available() { sys::pidfd_open(pid).ok() } else { None };
+        Child { pid, pidfd, ended: None }
     }
 
     /// Takes charge of an existing child of this process that has not been reaped, such as
@@ -73,16 +69,8 @@ impl Child {
         let child = Child::fresh(pid);
         // WNOWAIT leaves the child waitable; ECHILD proves it is not ours to wait for.
         let probe = match &child.pidfd {
-            Some(fd) => sys::waitid(
-                libc::P_PIDFD,
-                fd.as_raw_fd(),
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            ),
-            None => sys::waitid(
-                libc::P_PID,
-                pid.as_raw(),
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            ),
+            Some(fd) => sys::waitid(libc::P_PIDFD, fd.as_raw_fd(), libc::WEXITED | libc::WNOHANG | libc::WNOWAIT),
+            None => sys::waitid(libc::P_PID, pid.as_raw(), libc::WEXITED | libc::WNOHANG | libc::WNOWAIT),
         };
         match probe {
             Ok(_) => Ok(child),
@@ -90,11 +78,7 @@ impl Child {
                 // It is not our child, so there is nothing for Drop to collect.
                 let mut child = child;
                 child.ended = Some((ExitStatus::Exited(0), ResourceUsage::default()));
-                Err(Error::sys(
-                    "waitid",
-                    format!("process {pid} (is it a child of this process?)"),
-                    e,
-                ))
+                Err(Error::sys("waitid", format!("process {pid} (is it a child of this process?)"), e))
             }
         }
     }
@@ -134,11 +118,7 @@ impl Child {
 
     fn record(&mut self, waited: Option<Waited>) -> Option<ExitStatus> {
         match waited {
-            Some(Waited {
-                event: WaitEvent::Ended(status),
-                usage,
-                ..
-            }) => {
+            Some(Waited { event: WaitEvent::Ended(status), usage, .. }) => {
                 self.ended = Some((status, usage));
                 self.pidfd = None;
                 Some(status)
@@ -159,11 +139,7 @@ impl Child {
         let status = self.wait_raw(0)?;
         reap_dropped_children();
         status.ok_or_else(|| {
-            Error::sys(
-                "waitid",
-                format!("child {}", self.pid),
-                std::io::ErrorKind::UnexpectedEof.into(),
-            )
+            Error::sys("waitid", format!("child {}", self.pid), std::io::ErrorKind::UnexpectedEof.into())
         })
     }
 
@@ -181,23 +157,15 @@ impl Child {
             if let Some(status) = self.try_wait()? {
                 return Ok(Some(status));
             }
-            let Some(left) = deadline
-                .checked_duration_since(Instant::now())
-                .filter(|d| !d.is_zero())
-            else {
+            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
                 return Ok(None);
             };
             match &self.pidfd {
                 Some(fd) => {
                     // A pidfd becomes readable when the process ends.
-                    let mut fds = [libc::pollfd {
-                        fd: fd.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    }];
-                    sys::poll(&mut fds, Some(left)).map_err(|e| {
-                        Error::sys("poll", format!("the pidfd of child {}", self.pid), e)
-                    })?;
+                    let mut fds = [libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+                    sys::poll(&mut fds, Some(left))
+                        .map_err(|e| Error::sys("poll", format!("the pidfd of child {}", self.pid), e))?;
                 }
                 None => {
                     std::thread::sleep(backoff.min(left));
@@ -221,11 +189,7 @@ impl Child {
         };
         match sent {
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-            Err(e) => Err(Error::sys(
-                "pidfd_send_signal",
-                format!("child {} ({signal})", self.pid),
-                e,
-            )),
+            Err(e) => Err(Error::sys("pidfd_send_signal", format!("child {} ({signal})", self.pid), e)),
             Ok(()) => Ok(()),
         }
     }
@@ -236,14 +200,11 @@ impl Drop for Child {
         if self.ended.is_some() || matches!(self.try_wait(), Ok(Some(_)) | Err(_)) {
             return;
         }
-        let orphan = Child {
-            pid: self.pid,
-            pidfd: self.pidfd.take(),
-            ended: None,
-        };
+        let orphan = Child { pid: self.pid, pidfd: self.pidfd.take(), ended: None };
         self.ended = Some((ExitStatus::Exited(0), ResourceUsage::default()));
         if let Ok(mut dropped) = DROPPED.lock() {
             dropped.push(orphan);
+            DROPPED_COUNT.store(dropped.len(), Ordering::Relaxed);
         } else {
             // A poisoned list only happens after a panic elsewhere; leaking the handle keeps
             // the child reapable by a later waitpid(-1) rather than losing it.

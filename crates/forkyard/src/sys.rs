@@ -16,18 +16,19 @@ use crate::status::{ResourceUsage, WaitEvent};
 
 /// Turns a `-1` return into the thread's `errno`.
 pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
 /// A pipe whose two ends are closed on `exec`, so no program we start inherits them.
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    pipe_with(0)
+}
+
+/// A close-on-exec pipe with extra `pipe2` flags (`O_NONBLOCK` on both ends, say).
+pub(crate) fn pipe_with(flags: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: `fds` is a valid array of two ints for the kernel to fill.
-    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | flags) })?;
     // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
@@ -36,11 +37,7 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     // SAFETY: F_GETFL on a valid descriptor reads its flags; no memory is passed.
     let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
-    let flags = if on {
-        flags | libc::O_NONBLOCK
-    } else {
-        flags & !libc::O_NONBLOCK
-    };
+    let flags = if on { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
     // SAFETY: F_SETFL with an int argument on a valid descriptor.
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) })?;
     Ok(())
@@ -61,6 +58,59 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// `read(2)` into raw memory, retried on `EINTR`.
+///
+/// # Safety
+///
+/// `buf` must be valid for `len` writable bytes.
+pub(crate) unsafe fn read_raw(fd: BorrowedFd<'_>, buf: *mut u8, len: usize) -> io::Result<usize> {
+    loop {
+        // SAFETY: the caller guarantees `buf` is valid for `len` writable bytes.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.cast(), len) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// `read(2)` into the spare capacity of `data`, retried on `EINTR`; returns the bytes added.
+pub(crate) fn read_spare(fd: BorrowedFd<'_>, data: &mut Vec<u8>) -> io::Result<usize> {
+    let spare = data.spare_capacity_mut();
+    loop {
+        // SAFETY: the spare capacity is valid for `spare.len()` writable bytes; the kernel
+        // initialises the first `n` of them, which is all we then claim.
+        let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+        if n >= 0 {
+            let n = n as usize;
+            // SAFETY: `n` bytes past the old length were just written by the kernel.
+            unsafe { data.set_len(data.len() + n) };
+            return Ok(n);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// A close-on-exec eventfd, used as a one-shot "wake up" from a child.
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd takes an initial value and flags; it returns a new descriptor.
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) })?;
+    // SAFETY: the call succeeded, so `fd` is ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// How many bytes a pipe holds (`F_GETPIPE_SZ`).
+pub(crate) fn pipe_capacity(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    // SAFETY: F_GETPIPE_SZ on a valid descriptor returns an int; no memory is passed.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETPIPE_SZ) }).map(|n| n as usize)
+}
+
 /// Writes the whole buffer (a blocking descriptor is assumed), retrying on `EINTR` and short
 /// writes.
 pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
@@ -73,6 +123,34 @@ pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
                 continue;
             }
             return Err(err);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// [`write_all`] for a freshly forked child, through `syscall()`.
+///
+/// `fork` does not copy the page-table entries of code pages (they are file-backed), so a
+/// child takes a minor fault on every distinct code page it runs. Sending the child's few
+/// system calls through the one `syscall()` entry point instead of a libc wrapper each
+/// measurably shortens `run_in_child` (see docs/benchmarks.md).
+/// A non-blocking descriptor is waited on with `poll` when full.
+pub(crate) fn child_write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: write(fd, buf, len) with a buffer valid for `buf.len()` readable bytes.
+        let n = unsafe { libc::syscall(libc::SYS_write, fd.as_raw_fd(), buf.as_ptr(), buf.len()) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => {
+                    let mut fds = [libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 }];
+                    poll(&mut fds, None)?;
+                    continue;
+                }
+                _ => return Err(err),
+            }
         }
         buf = &buf[n as usize..];
     }
@@ -112,13 +190,7 @@ pub(crate) fn poll_timeout_ms(timeout: Option<Duration>) -> libc::c_int {
 /// own deadline.
 pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
     // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfd structs.
-    let n = unsafe {
-        libc::poll(
-            fds.as_mut_ptr(),
-            fds.len() as libc::nfds_t,
-            poll_timeout_ms(timeout),
-        )
-    };
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, poll_timeout_ms(timeout)) };
     if n < 0 {
         let err = io::Error::last_os_error();
         if err.kind() == io::ErrorKind::Interrupted {
@@ -147,19 +219,9 @@ pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Resul
     // SAFETY: a valid pidfd, a signal number, a null siginfo (the kernel fills in a
     // SI_USER one) and zero flags.
     let ret = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0)
     };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 /// Whether this kernel has pidfds, probed once on our own PID.
@@ -195,8 +257,7 @@ pub(crate) fn kill_group(pgid: Pid, signal: i32) -> io::Result<()> {
 }
 
 fn usage_from(ru: &libc::rusage) -> ResourceUsage {
-    let tv =
-        |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
     ResourceUsage {
         user: tv(ru.ru_utime),
         system: tv(ru.ru_stime),
@@ -234,38 +295,21 @@ pub(crate) fn wait4(pid: i32, options: libc::c_int) -> io::Result<Option<Waited>
         // SAFETY: the buffer was zero-initialised and the kernel filled it in.
         let ru = unsafe { ru.assume_init() };
         let event = WaitEvent::from_raw(status);
-        return Ok(Some(Waited {
-            pid,
-            event,
-            usage: usage_from(&ru),
-        }));
+        return Ok(Some(Waited { pid, event, usage: usage_from(&ru) }));
     }
 }
 
 /// The raw `waitid` system call, which (unlike glibc's wrapper) also returns the child's
 /// resource usage. `idtype` is `P_PID`, `P_PIDFD` or `P_ALL`. Blocking calls are retried on
 /// `EINTR`.
-pub(crate) fn waitid(
-    idtype: libc::idtype_t,
-    id: i32,
-    options: libc::c_int,
-) -> io::Result<Option<Waited>> {
+pub(crate) fn waitid(idtype: libc::idtype_t, id: i32, options: libc::c_int) -> io::Result<Option<Waited>> {
     loop {
         // Zeroed so that si_pid reads 0 when WNOHANG finds nothing (the kernel leaves it).
         let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
         let mut ru = MaybeUninit::<libc::rusage>::zeroed();
         // SAFETY: both out-pointers are valid for writes of their types; the other arguments
         // are plain integers.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_waitid,
-                idtype,
-                id,
-                info.as_mut_ptr(),
-                options,
-                ru.as_mut_ptr(),
-            )
-        };
+        let ret = unsafe { libc::syscall(libc::SYS_waitid, idtype, id, info.as_mut_ptr(), options, ru.as_mut_ptr()) };
         if ret < 0 {
             let err = io::Error::last_os_error();
             if err.kind() == io::ErrorKind::Interrupted {
@@ -284,11 +328,7 @@ pub(crate) fn waitid(
         // SAFETY: as above.
         let ru = unsafe { ru.assume_init() };
         let event = WaitEvent::from_siginfo(info.si_code, status);
-        return Ok(Some(Waited {
-            pid,
-            event,
-            usage: usage_from(&ru),
-        }));
+        return Ok(Some(Waited { pid, event, usage: usage_from(&ru) }));
     }
 }
 
@@ -309,12 +349,7 @@ pub(crate) fn thread_count() -> io::Result<usize> {
         .lines()
         .find_map(|l| l.strip_prefix("Threads:"))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "no Threads: line in /proc/self/status",
-            )
-        })
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Threads: line in /proc/self/status"))
 }
 
 /// An epoll instance, for waiting on many descriptors with no per-call cost in their number.
@@ -327,39 +362,20 @@ impl Epoll {
         // SAFETY: epoll_create1 takes a flags word and returns a new descriptor.
         let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: the call succeeded, so `fd` is ours.
-        Ok(Epoll {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll { fd })
     }
 
     pub(crate) fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
+        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: token };
         // SAFETY: both descriptors are valid and `ev` is a valid event for the call to read.
-        cvt(unsafe {
-            libc::epoll_ctl(
-                self.fd.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                fd.as_raw_fd(),
-                &mut ev,
-            )
-        })
-        .map(drop)
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut ev) }).map(drop)
     }
 
     pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
         // SAFETY: both descriptors are valid; EPOLL_CTL_DEL ignores the event pointer.
-        cvt(unsafe {
-            libc::epoll_ctl(
-                self.fd.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                fd.as_raw_fd(),
-                std::ptr::null_mut(),
-            )
-        })
-        .map(drop)
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd.as_raw_fd(), std::ptr::null_mut()) })
+            .map(drop)
     }
 
     /// Waits for readiness; returns the tokens of the ready descriptors (none on timeout or
@@ -369,12 +385,7 @@ impl Epoll {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
         // SAFETY: `events` is a valid writable array of 64 entries.
         let n = unsafe {
-            libc::epoll_wait(
-                self.fd.as_raw_fd(),
-                events.as_mut_ptr(),
-                events.len() as i32,
-                poll_timeout_ms(timeout),
-            )
+            libc::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, poll_timeout_ms(timeout))
         };
         if n < 0 {
             let err = io::Error::last_os_error();
@@ -396,10 +407,7 @@ impl Epoll {
 /// `CLOCK_MONOTONIC` as a `Duration` since an arbitrary fixed point: comparable across
 /// processes on the same machine, unlike `Instant`.
 pub(crate) fn monotonic_now() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is valid for writes; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
