@@ -14,7 +14,7 @@
 //! announced on an eventfd first; the parent then reads while the child streams it.
 
 use std::any::Any;
-use std::io::{self, Write};
+use std::io::{self, Write as _};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -262,8 +262,11 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 fn send<T: Serialize>(fd: BorrowedFd<'_>, big: BorrowedFd<'_>, outcome: &Outcome<T>) -> io::Result<()> {
     let mut stack = StackBuf::new();
     stack.extend(&[0; 4]);
-    let mut writer = ChunkWriter { fd, big, small: &mut stack, spill: None, announced: false };
-    let encoded = postcard::to_io(outcome, &mut writer).map(drop);
+    let mut writer = ChunkWriter { fd, big, small: &mut stack, spill: None, announced: false, failed: None };
+    let encoded = postcard::serialize_with_flavor(outcome, &mut writer);
+    if let Some(e) = writer.failed.take() {
+        return Err(e);
+    }
     writer.finish(encoded)
 }
 
@@ -278,6 +281,8 @@ struct ChunkWriter<'a> {
     spill: Option<Vec<u8>>,
     /// Whether the parent has been told to read as we write.
     announced: bool,
+    /// A write that failed while postcard was encoding (postcard's errors cannot carry it).
+    failed: Option<io::Error>,
 }
 
 /// Writes a chunk's length into its header slot; false if the chunk is empty (a zero length
@@ -333,36 +338,62 @@ impl ChunkWriter<'_> {
     }
 }
 
-impl Write for ChunkWriter<'_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+impl ChunkWriter<'_> {
+    /// Sends a full chunk. A full chunk is more than a pipe holds, so the parent is told to
+    /// read as we write first.
+    fn send_chunk(&mut self) -> io::Result<()> {
+        if !self.announced {
+            self.announce()?;
+        }
+        let Some(chunk) = self.spill.as_mut() else { return Ok(()) };
+        seal(chunk);
+        sys::child_write_all(self.fd, chunk)?;
+        chunk.truncate(4);
+        Ok(())
+    }
+}
+
+/// postcard writes straight into the stack buffer, then into chunks: no `io::Write` layers
+/// (which cost a call per byte of a `Vec<u8>`), and little code for the child to run.
+impl postcard::ser_flavors::Flavor for &mut ChunkWriter<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        // Room is kept for the 4-byte end marker.
+        if self.spill.is_none() && self.small.room() > 4 {
+            self.small.extend(&[byte]);
+            return Ok(());
+        }
+        self.try_extend(&[byte])
+    }
+
+    fn try_extend(&mut self, mut data: &[u8]) -> postcard::Result<()> {
         if self.spill.is_none() {
-            // Room is kept for the 4-byte end marker.
             if data.len() + 4 <= self.small.room() {
                 self.small.extend(data);
-                return Ok(data.len());
+                return Ok(());
             }
             let mut chunk = Vec::with_capacity(CHUNK + 4);
             chunk.extend_from_slice(self.small.filled());
             self.spill = Some(chunk);
         }
-        let Some(chunk) = self.spill.as_mut() else { return Ok(0) };
-        let n = data.len().min(CHUNK + 4 - chunk.len());
-        chunk.extend_from_slice(&data[..n]);
-        if chunk.len() == CHUNK + 4 {
-            // A full chunk is more than a pipe holds: the parent must read as we write.
-            if !self.announced {
-                self.announced = true;
-                sys::child_write_all(self.big, &1u64.to_ne_bytes())?;
+        while !data.is_empty() {
+            let Some(chunk) = self.spill.as_mut() else { return Ok(()) };
+            let n = data.len().min(CHUNK + 4 - chunk.len());
+            chunk.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if chunk.len() == CHUNK + 4 {
+                if let Err(e) = self.send_chunk() {
+                    self.failed = Some(e);
+                    return Err(postcard::Error::SerializeBufferFull);
+                }
             }
-            seal(chunk);
-            sys::child_write_all(self.fd, chunk)?;
-            chunk.truncate(4);
         }
-        Ok(n)
+        Ok(())
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        // Chunks go out when full and at the end; nothing is held that a flush should send.
+    fn finalize(self) -> postcard::Result<()> {
         Ok(())
     }
 }

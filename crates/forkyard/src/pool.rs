@@ -9,16 +9,19 @@
 //! How: each worker is forked with the function already in its memory, so only inputs and
 //! results cross the process boundary (postcard over two pipes per worker). Inputs go out
 //! in chunks (Python's default size: a quarter of an even share per worker) with two chunks
-//! in flight per worker, so a worker never waits for the parent between chunks; results
-//! come back one frame per item, so when a worker dies the parent knows exactly which item
-//! killed it. The parent never blocks on a pipe: it polls every worker's result pipe, task
-//! pipe (when it has bytes to send) and pidfd in one `poll`.
+//! in flight per worker, so a worker never waits for the parent between chunks, and the
+//! results of a chunk come back in one frame. Before each item a worker stores the item's
+//! number in its slot of a shared memory page; if it dies, the slot names the item that
+//! killed it, at the cost of a memory store rather than a system call per item. The parent
+//! never blocks on a pipe: it polls every worker's result pipe, task pipe (when it has bytes
+//! to send) and pidfd in one `poll`.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -58,6 +61,8 @@ enum ItemOutcome<O> {
 
 struct Worker {
     child: Child,
+    /// Its slot in the shared progress page.
+    slot: usize,
     /// Parent's end of the task pipe (non-blocking).
     tasks: OwnedFd,
     /// Parent's end of the result pipe (non-blocking).
@@ -66,8 +71,8 @@ struct Worker {
     out: Vec<u8>,
     /// Result bytes not yet forming a whole frame.
     inbuf: Vec<u8>,
-    /// Items sent to this worker and not yet answered, in the order it will answer them.
-    in_flight: VecDeque<u32>,
+    /// Chunks sent to this worker and not yet answered, in the order it answers them.
+    in_flight: VecDeque<Vec<u32>>,
 }
 
 /// Worker processes running one function; [`Pool::map`] feeds them inputs.
@@ -80,6 +85,8 @@ pub struct Pool<I, O> {
     chunk_size: Option<usize>,
     f: Box<dyn Fn(I) -> O>,
     workers: Vec<Worker>,
+    /// One slot per worker: 0 when idle, else 1 + the number of the item it is working on.
+    progress: sys::SharedMem,
     _types: PhantomData<fn(I) -> O>,
 }
 
@@ -102,7 +109,9 @@ where
         if workers == 0 {
             return Err(Error::Unsupported { what: "a pool of zero workers", why: "ask for at least one".into() });
         }
-        Ok(Pool { size: workers, chunk_size: None, f: Box::new(f), workers: Vec::new(), _types: PhantomData })
+        let progress = sys::SharedMem::new((workers * 4).next_multiple_of(4096))
+            .map_err(|e| Error::sys("mmap", "the progress page of a pool", e))?;
+        Ok(Pool { size: workers, chunk_size: None, f: Box::new(f), workers: Vec::new(), progress, _types: PhantomData })
     }
 
     /// Sends inputs to workers `n` at a time instead of the default (a quarter of an even
@@ -122,16 +131,15 @@ where
     /// input order.
     ///
     /// A panic is reported for its item and the worker carries on. A worker that dies is
-    /// reported for the item it was on ([`TaskError::WorkerDied`]); its unfinished items go
-    /// to the other workers, and a replacement is forked. The outer `Err` is for failures of
-    /// the pool itself (a fork refused by the kernel, a thread started in this process).
+    /// reported for the item it was on ([`TaskError::WorkerDied`]); the other items of its
+    /// unfinished chunks go to the other workers (an item finished just before the death, but
+    /// not yet sent, is computed again), and a replacement is forked. The outer `Err` is for
+    /// failures of the pool itself (a fork refused by the kernel, a thread started in this
+    /// process).
     pub fn map(&mut self, inputs: &[I]) -> Result<Vec<Result<O, TaskError>>> {
         let n = inputs.len();
-        if n > u32::MAX as usize {
-            return Err(Error::Unsupported {
-                what: "mapping over more than 2^32 inputs",
-                why: "split the input".into(),
-            });
+        if n >= u32::MAX as usize {
+            return Err(Error::Unsupported { what: "mapping over 2^32 inputs or more", why: "split the input".into() });
         }
         let mut results: Vec<Option<Result<O, TaskError>>> = (0..n).map(|_| None).collect();
         let chunk = self.chunk_size.unwrap_or_else(|| n.div_ceil(self.size * 4).max(1));
@@ -164,7 +172,7 @@ where
                 self.workers.push(worker);
             }
             for w in &mut self.workers {
-                while w.in_flight.len() < 2 * chunk && !pending.is_empty() {
+                while w.in_flight.len() < 2 && !pending.is_empty() {
                     let take = chunk.min(pending.len());
                     let items: Vec<u32> = pending.drain(..take).collect();
                     let batch: Vec<(u32, &I)> = items.iter().map(|&i| (i, &inputs[i as usize])).collect();
@@ -172,7 +180,7 @@ where
                         pid: w.child.pid(),
                         reason: format!("an input could not be encoded: {e}"),
                     })?;
-                    w.in_flight.extend(items);
+                    w.in_flight.push_back(items);
                 }
                 flush_tasks(w)?;
             }
@@ -187,7 +195,7 @@ where
             sys::poll(&mut fds, None).map_err(|e| Error::sys("poll", "the workers of a pool", e))?;
             let mut dead = Vec::new();
             for (k, w) in self.workers.iter_mut().enumerate() {
-                let (res, _, pidfd) = (fds[3 * k].revents, fds[3 * k + 1].revents, fds[3 * k + 2].revents);
+                let (res, pidfd) = (fds[3 * k].revents, fds[3 * k + 2].revents);
                 let mut eof = false;
                 if res != 0 || pidfd != 0 {
                     eof = drain_results(w, &mut buf, results, done)?;
@@ -200,12 +208,18 @@ where
                 let mut w = self.workers.swap_remove(k);
                 let status = w.child.wait()?;
                 let pid = w.child.pid();
-                if let Some(culprit) = w.in_flight.pop_front() {
+                // The slot names the item the worker was on; 0 means it died between items
+                // (reading a chunk, say), and the first unanswered item is blamed so that the
+                // map always progresses.
+                let on = self.progress.slot(w.slot).swap(0, Ordering::Relaxed);
+                let unanswered: Vec<u32> = w.in_flight.drain(..).flatten().collect();
+                let culprit = unanswered.iter().copied().find(|&i| i + 1 == on).or(unanswered.first().copied());
+                if let Some(culprit) = culprit {
                     results[culprit as usize] = Some(Err(TaskError::WorkerDied { pid, status }));
                     *done += 1;
                 }
-                // The rest were never started: hand them to the others, keeping their order.
-                for i in w.in_flight.drain(..).rev() {
+                // Hand the rest to the others, keeping their order.
+                for &i in unanswered.iter().rev().filter(|&&i| Some(i) != culprit) {
                     pending.push_front(i);
                 }
             }
@@ -213,12 +227,18 @@ where
         Ok(())
     }
 
+    /// The lowest progress slot no live worker uses.
+    fn free_slot(&self) -> usize {
+        (0..).find(|s| self.workers.iter().all(|w| w.slot != *s)).unwrap_or(0)
+    }
+
     fn spawn_worker(&self) -> Result<Worker> {
         ensure_single_threaded()?;
+        let slot = self.free_slot();
+        self.progress.slot(slot).store(0, Ordering::Relaxed);
         let (task_r, task_w) = sys::pipe().map_err(|e| Error::sys("pipe2", "the task pipe of a pool worker", e))?;
         let (res_r, res_w) = sys::pipe().map_err(|e| Error::sys("pipe2", "the result pipe of a pool worker", e))?;
         let _ = io::stdout().flush();
-        let _ = io::stderr().flush();
         let parent = Pid::this();
         // SAFETY: the process is single-threaded (checked above), so the child may allocate
         // and lock freely; it runs `worker_main` and always ends with _exit.
@@ -236,11 +256,13 @@ where
                 }
                 drop(task_w);
                 drop(res_r);
-                let code = match catch_unwind(AssertUnwindSafe(|| worker_main(parent, &*self.f, task_r, res_w))) {
-                    Ok(Ok(())) => 0,
-                    Ok(Err(_)) => 2,
-                    Err(_) => 101,
-                };
+                let progress = self.progress.slot(slot);
+                let code =
+                    match catch_unwind(AssertUnwindSafe(|| worker_main(parent, &*self.f, progress, task_r, res_w))) {
+                        Ok(Ok(())) => 0,
+                        Ok(Err(_)) => 2,
+                        Err(_) => 101,
+                    };
                 let _ = io::stdout().flush();
                 exit_child(code)
             }
@@ -252,6 +274,7 @@ where
                     .map_err(|e| Error::sys("fcntl", format!("the pipes of pool worker {}", child.pid()), e))?;
                 Ok(Worker {
                     child,
+                    slot,
                     tasks: task_w,
                     results: res_r,
                     out: Vec::new(),
@@ -326,9 +349,7 @@ fn flush_tasks(w: &mut Worker) -> Result<()> {
                 w.out.clear();
                 break;
             }
-            Err(e) => {
-                return Err(Error::sys("write", format!("the task pipe of pool worker {}", w.child.pid()), e));
-            }
+            Err(e) => return Err(Error::sys("write", format!("the task pipe of pool worker {}", w.child.pid()), e)),
         }
     }
     Ok(())
@@ -347,39 +368,55 @@ fn drain_results<O: DeserializeOwned>(
             Ok(0) => break true,
             Ok(n) => w.inbuf.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
-            Err(e) => {
-                return Err(Error::sys("read", format!("the result pipe of pool worker {pid}"), e));
-            }
+            Err(e) => return Err(Error::sys("read", format!("the result pipe of pool worker {pid}"), e)),
         }
     };
     let mut used = 0;
     while let Some((frame, len)) = take_frame(&w.inbuf[used..]) {
         used += len;
-        let decoded = postcard::from_bytes::<(u32, ItemOutcome<O>)>(frame);
-        // A worker answers in the order it was given items.
-        let Some(index) = w.in_flight.pop_front() else {
-            continue;
-        };
-        let result = match decoded {
-            Ok((i, outcome)) if i == index => match outcome {
-                ItemOutcome::Value(v) => Ok(v),
-                ItemOutcome::Panicked(m) => Err(TaskError::Panicked(m)),
-                ItemOutcome::Unencodable(m) => {
-                    Err(TaskError::BadResult(format!("the worker could not encode it: {m}")))
+        // A worker answers its chunks in the order it was given them.
+        let Some(items) = w.in_flight.pop_front() else { continue };
+        match postcard::from_bytes::<Vec<ItemOutcome<O>>>(frame) {
+            Ok(outcomes) if outcomes.len() == items.len() => {
+                for (index, outcome) in items.into_iter().zip(outcomes) {
+                    results[index as usize] = Some(match outcome {
+                        ItemOutcome::Value(v) => Ok(v),
+                        ItemOutcome::Panicked(m) => Err(TaskError::Panicked(m)),
+                        ItemOutcome::Unencodable(m) => {
+                            Err(TaskError::BadResult(format!("the worker could not encode it: {m}")))
+                        }
+                    });
+                    *done += 1;
                 }
-            },
-            Ok((i, _)) => Err(TaskError::BadResult(format!("worker {pid} answered item {i} out of turn"))),
-            Err(e) => Err(TaskError::BadResult(e.to_string())),
-        };
-        results[index as usize] = Some(result);
-        *done += 1;
+            }
+            Ok(outcomes) => {
+                let why = format!("worker {pid} answered {} items for a chunk of {}", outcomes.len(), items.len());
+                for index in items {
+                    results[index as usize] = Some(Err(TaskError::BadResult(why.clone())));
+                    *done += 1;
+                }
+            }
+            Err(e) => {
+                for index in items {
+                    results[index as usize] = Some(Err(TaskError::BadResult(e.to_string())));
+                    *done += 1;
+                }
+            }
+        }
     }
     w.inbuf.drain(..used);
     Ok(eof)
 }
 
-/// The worker's life: read a chunk of inputs, answer each, until the task pipe closes.
-fn worker_main<I, O>(parent: Pid, f: &dyn Fn(I) -> O, tasks: OwnedFd, results: OwnedFd) -> io::Result<()>
+/// The worker's life: read a chunk of inputs, answer them in one frame, until the task pipe
+/// closes.
+fn worker_main<I, O>(
+    parent: Pid,
+    f: &dyn Fn(I) -> O,
+    progress: &std::sync::atomic::AtomicU32,
+    tasks: OwnedFd,
+    results: OwnedFd,
+) -> io::Result<()>
 where
     I: DeserializeOwned,
     O: Serialize,
@@ -403,20 +440,53 @@ where
         }
         let batch: Vec<(u32, I)> =
             postcard::from_bytes(&frame).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        // The reply frame: a postcard sequence (its length, then each outcome).
+        reply.clear();
+        reply.extend_from_slice(&[0; 4]);
+        let mut count = [0u8; 10];
+        let count = postcard::to_slice(&(batch.len() as u64), &mut count)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        reply.extend_from_slice(count);
         for (index, input) in batch {
+            progress.store(index + 1, Ordering::Relaxed);
             let outcome = match catch_unwind(AssertUnwindSafe(|| f(input))) {
                 Ok(value) => ItemOutcome::Value(value),
                 Err(payload) => ItemOutcome::Panicked(panic_message(payload.as_ref())),
             };
-            reply.clear();
-            if let Err(e) = write_frame(&mut reply, &(index, &outcome)) {
-                reply.clear();
+            let mark = reply.len();
+            if let Err(e) = postcard::serialize_with_flavor(&outcome, Append(&mut reply)) {
+                reply.truncate(mark);
                 let fallback: ItemOutcome<O> = ItemOutcome::Unencodable(e.to_string());
-                write_frame(&mut reply, &(index, &fallback))
+                postcard::serialize_with_flavor(&fallback, Append(&mut reply))
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             }
-            sys::write_all(results.as_fd(), &reply)?;
         }
+        progress.store(0, Ordering::Relaxed);
+        let len = (reply.len() - 4) as u32;
+        reply[..4].copy_from_slice(&len.to_le_bytes());
+        sys::write_all(results.as_fd(), &reply)?;
+    }
+}
+
+/// A postcard output that appends to a `Vec` it borrows (postcard's own `Vec` output takes
+/// ownership, and loses the buffer on an error).
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 
@@ -448,5 +518,15 @@ mod tests {
         assert_eq!(postcard::from_bytes::<(u32, String)>(second).ok(), Some((8, "eight".to_string())));
         assert_eq!(used + used2, out.len());
         assert!(take_frame(&out[..used - 1]).is_none());
+    }
+
+    #[test]
+    fn a_reply_built_item_by_item_decodes_as_a_sequence() {
+        // The worker writes the count, then each outcome; the parent reads a Vec.
+        let mut reply = postcard::to_allocvec(&2u64).expect("count");
+        reply.extend(postcard::to_allocvec(&ItemOutcome::Value(5u32)).expect("one"));
+        reply.extend(postcard::to_allocvec(&ItemOutcome::<u32>::Panicked("no".into())).expect("two"));
+        let back: Vec<ItemOutcome<u32>> = postcard::from_bytes(&reply).expect("decodes");
+        assert!(matches!(back.as_slice(), [ItemOutcome::Value(5), ItemOutcome::Panicked(m)] if m == "no"));
     }
 }

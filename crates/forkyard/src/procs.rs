@@ -231,16 +231,38 @@ fn read_cmdline(proc: &ProcfsProcess) -> Vec<String> {
     raw.split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
 }
 
-/// What a [`Snapshot`] reads for each process.
+/// The numeric entries of `/proc`: every process (in our PID namespace) at this moment.
+fn list_pids() -> Result<Vec<i32>> {
+    let dir = std::fs::read_dir("/proc").map_err(|e| Error::sys("opendir", "/proc", e))?;
+    Ok(dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok()).collect())
+}
+
+/// Reads these processes, skipping any that vanished (or that we may not read in full:
+/// hidepid, races we did not foresee) rather than failing the whole snapshot.
+fn scan(pids: &[i32], cmdline: bool) -> Vec<Process> {
+    pids.iter()
+        .filter_map(|&pid| {
+            let proc = ProcfsProcess::new(pid).ok()?;
+            read_one(&proc, cmdline).ok().flatten()
+        })
+        .collect()
+}
+
+/// What a [`Snapshot`] reads for each process, and how.
 #[derive(Clone, Copy, Debug)]
 pub struct ScanOptions {
     /// Read each command line (one more file per process).
     pub cmdline: bool,
+    /// Scan with this many threads (1: on the calling thread only). More threads finish a
+    /// large scan sooner, but they exist for its duration: a program that forks right after
+    /// a snapshot (and checks it is single-threaded, as [`crate::run_in_child`] does) should
+    /// keep 1.
+    pub threads: usize,
 }
 
 impl Default for ScanOptions {
     fn default() -> ScanOptions {
-        ScanOptions { cmdline: true }
+        ScanOptions { cmdline: true, threads: 1 }
     }
 }
 
@@ -271,20 +293,24 @@ impl Snapshot {
 
     /// Reads every process in `/proc`.
     pub fn take_with(options: ScanOptions) -> Result<Snapshot> {
-        let all = procfs::process::all_processes().map_err(|e| proc_error("/proc".into(), e))?;
-        let mut procs = Vec::new();
-        for proc in all {
-            let proc = match proc {
-                Ok(p) => p,
-                Err(e) if vanished(&e) => continue,
-                Err(e) => return Err(proc_error("/proc".into(), e)),
-            };
-            // A process we may not read in full (hidepid, races we did not foresee) is left
-            // out rather than failing the whole snapshot.
-            if let Ok(Some(p)) = read_one(&proc, options.cmdline) {
-                procs.push(p);
-            }
-        }
+        let pids = list_pids()?;
+        let threads = options.threads.clamp(1, 64).min(pids.len().div_ceil(256).max(1));
+        let procs = if threads == 1 {
+            scan(&pids, options.cmdline)
+        } else {
+            let share = pids.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let parts: Vec<_> =
+                    pids.chunks(share).map(|part| scope.spawn(move || scan(part, options.cmdline))).collect();
+                let mut all = Vec::with_capacity(pids.len());
+                for part in parts {
+                    // A scan thread only reads files; if it panicked, its share is missing
+                    // rather than the whole snapshot.
+                    all.extend(part.join().unwrap_or_default());
+                }
+                all
+            })
+        };
         Ok(Snapshot::from_processes(procs))
     }
 

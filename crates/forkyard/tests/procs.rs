@@ -145,8 +145,12 @@ fn command_lines_are_read() {
     assert_eq!(p.cmdline, ["sh", "-c", "read x || true", "forkyard-probe", "two words"]);
     assert_eq!(p.command(), "sh -c read x || true forkyard-probe two words");
     assert_eq!(p.ppid, Some(Pid::this()));
-    let light = Snapshot::take_with(ScanOptions { cmdline: false }).expect("snapshot");
+    let light = Snapshot::take_with(ScanOptions { cmdline: false, threads: 1 }).expect("snapshot");
     assert!(light.get(pid).expect("listed").cmdline.is_empty(), "command lines are skipped when not asked for");
+    // A scan split across threads finds the same processes (every one alive throughout).
+    let split = Snapshot::take_with(ScanOptions { cmdline: true, threads: 4 }).expect("snapshot");
+    assert_eq!(split.get(pid).map(|p| p.cmdline.clone()), Some(p.cmdline.clone()));
+    assert!(split.get(Pid::this()).is_some() && split.get(Pid::parent()).is_some());
     drop(child.stdin.take());
     assert!(child.wait().expect("wait").success());
 }

@@ -35,7 +35,11 @@ pub struct Args {
 
 /// Runs `forkyard ps`. Exits 1 if `--pid` names no process.
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let snap = Snapshot::take_with(ScanOptions { cmdline: true }).context("taking a snapshot of /proc")?;
+    // A lister forks nothing afterwards, so it may scan on every core. The zombie report
+    // needs command lines only for the zombies' parents, read below.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let snap =
+        Snapshot::take_with(ScanOptions { cmdline: !args.zombies, threads }).context("taking a snapshot of /proc")?;
     let out = io::stdout().lock();
     let mut out = BufWriter::with_capacity(64 * 1024, out);
     let root = match args.pid {
@@ -229,6 +233,13 @@ fn tree(entries: &[TreeEntry<'_>], args: &Args, out: &mut impl Write) -> Result<
 
 fn zombies(snap: &Snapshot, args: &Args, out: &mut impl Write) -> Result<()> {
     let zombies: Vec<&Process> = snap.zombies().collect();
+    // The parents, read again with their command lines (they were scanned without).
+    let parents: HashMap<Pid, Process> = zombies
+        .iter()
+        .filter_map(|z| z.ppid)
+        .filter_map(|pp| Process::read(pp).ok().flatten().map(|p| (pp, p)))
+        .collect();
+    let parent_command = |z: &Process| z.ppid.and_then(|pp| parents.get(&pp)).map(Process::command);
     if args.json {
         #[derive(serde::Serialize)]
         struct Zombie<'a> {
@@ -236,10 +247,8 @@ fn zombies(snap: &Snapshot, args: &Args, out: &mut impl Write) -> Result<()> {
             process: &'a Process,
             parent_command: Option<String>,
         }
-        let list: Vec<Zombie<'_>> = zombies
-            .iter()
-            .map(|z| Zombie { process: z, parent_command: z.ppid.and_then(|pp| snap.get(pp)).map(Process::command) })
-            .collect();
+        let list: Vec<Zombie<'_>> =
+            zombies.iter().map(|z| Zombie { process: z, parent_command: parent_command(z) }).collect();
         serde_json::to_writer_pretty(&mut *out, &list)?;
         writeln!(out)?;
         return Ok(());
@@ -251,7 +260,7 @@ fn zombies(snap: &Snapshot, args: &Args, out: &mut impl Write) -> Result<()> {
         writeln!(out, "{:>w_pid$} {:>w_ppid$} {:<w_cmd$} PARENT (which should collect it)", "PID", "PPID", "COMMAND")?;
     }
     for z in &zombies {
-        let parent = z.ppid.and_then(|pp| snap.get(pp)).map_or_else(|| "?".to_string(), Process::command);
+        let parent = parent_command(z).unwrap_or_else(|| "?".to_string());
         let ppid = z.ppid.map_or_else(|| "0".to_string(), |p| p.to_string());
         let cmd = format!("{} <defunct>", z.command());
         writeln!(out, "{:>w_pid$} {ppid:>w_ppid$} {cmd:<w_cmd$} {parent}", z.pid)?;
