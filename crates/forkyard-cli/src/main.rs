@@ -1,14 +1,26 @@
 //! The `forkyard` command: a thin layer over the `forkyard` library.
 //!
-//! Why this file exists: it picks the mode from the command line and maps every error to a
-//! message and an exit code in one place. It holds no process logic of its own; that lives
-//! in the library.
+//! Why this file exists: it picks the mode (its own subcommands, or a peer's command line by
+//! the name it was invoked under) and maps every outcome to an exit code in one place. It
+//! holds no process logic of its own; that lives in the library.
+//!
+//! The binary is `#![no_main]`: Rust's usual entry point sets SIGPIPE to "ignore" before
+//! `main`, and an init must hand its command the SIGPIPE disposition *it* inherited. So the
+//! C `main` below records what was inherited first, then dispatches; the non-init
+//! subcommands then ignore SIGPIPE themselves, as Rust programs normally do.
+// Unit-test builds keep libtest's main (and so do not use the entry point below).
+#![cfg_attr(not(test), no_main)]
+#![cfg_attr(test, allow(dead_code, unused_imports))]
 
 mod cmd;
+mod compat;
 
-use std::process::ExitCode;
+use std::ffi::{OsString, c_char, c_int};
+use std::path::Path;
 
 use clap::{Parser, Subcommand};
+use forkyard::init::Inherited;
+use forkyard::{Disposition, Signal, SignalSet};
 
 /// Fork work into child processes, supervise them, and never leave a zombie or an orphan
 /// behind.
@@ -23,22 +35,64 @@ struct Cli {
 enum Command {
     /// List processes, zombies and trees from /proc.
     Ps(cmd::ps::Args),
+    /// Run a command as a container's PID 1 (see forkyard init --help).
+    #[command(disable_help_flag = true)]
+    Init {
+        /// Options and command, as described by forkyard init --help.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+/// The process's entry point (see the module comment for why it is not Rust's `main`).
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+    // Before anything changes them.
+    let inherited = Inherited::capture().unwrap_or(Inherited {
+        mask: SignalSet::empty(),
+        sigchld: Disposition::Default,
+        sigpipe: Disposition::Default,
+    });
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let invoked = args.first().and_then(|a| Path::new(a).file_name()).and_then(|n| n.to_str()).unwrap_or("forkyard");
+    let code = match invoked {
+        "tini" | "tini-static" | "docker-init" => compat::tini::main(&args, inherited),
+        "dumb-init" => compat::dumb_init::main(&args, inherited),
+        "catatonit" => compat::catatonit::main(&args, inherited),
+        _ if args.get(1).is_some_and(|a| a == "init") => cmd::init::main(&args[2..], inherited),
+        _ => subcommand(args, inherited),
+    };
+    std::process::exit(code)
+}
+
+fn subcommand(args: Vec<OsString>, inherited: Inherited) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    if let Command::Init { args } = cli.command {
+        return cmd::init::main(&args, inherited);
+    }
+    // As Rust programs normally do: a closed pipe becomes an EPIPE error, handled below.
+    let _ = Signal::PIPE.set_disposition(Disposition::Ignore);
     let outcome = match cli.command {
         Command::Ps(args) => cmd::ps::run(&args),
+        Command::Init { .. } => Ok(std::process::ExitCode::SUCCESS),
     };
     match outcome {
-        Ok(code) => code,
+        Ok(code) if code == std::process::ExitCode::SUCCESS => 0,
+        Ok(_) => 1,
         Err(e) => {
             // `forkyard ps | head` closes the pipe early: that is success, not an error.
             if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
-                return ExitCode::SUCCESS;
+                return 0;
             }
-            eprintln!("forkyard: error: {e:#}");
-            ExitCode::FAILURE
+            compat::err(&format!("forkyard: error: {e:#}\n"));
+            1
         }
     }
 }

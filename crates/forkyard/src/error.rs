@@ -96,6 +96,15 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A text could not be read as a duration.
+    #[error("'{input}' is not a duration: {reason} (write e.g. 500ms, 5s, 1m30s, or 0)")]
+    BadDuration {
+        /// What was given.
+        input: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
     /// The request cannot be served by this strategy, kernel or configuration.
     #[error("{what}: {why}")]
     Unsupported {
@@ -134,6 +143,20 @@ impl Error {
             Error::Sys { source, .. } => source.raw_os_error(),
             _ => None,
         }
+    }
+}
+
+/// The text of an `errno` as C's `strerror` prints it ("No such file or directory"),
+/// without Rust's "(os error 2)"; other errors as they display.
+pub fn strerror(error: &io::Error) -> String {
+    match error.raw_os_error() {
+        Some(errno) => {
+            // SAFETY: strerror returns a pointer to a NUL-terminated string that stays valid
+            // until the next strerror call on this thread; it is copied at once.
+            let text = unsafe { std::ffi::CStr::from_ptr(libc::strerror(errno)) };
+            text.to_string_lossy().into_owned()
+        }
+        None => error.to_string(),
     }
 }
 

@@ -30,24 +30,29 @@
 #![cfg(target_os = "linux")]
 
 pub mod child;
-mod error;
+mod duration;
+pub mod error;
 pub mod fork;
+pub mod init;
 mod pid;
 pub mod pool;
 pub mod procs;
 pub mod reap;
 pub mod signal;
+pub mod spawn;
 pub mod status;
 pub mod subreaper;
 mod sys;
 
 pub use child::Child;
+pub use duration::parse_duration;
 pub use error::{Error, Result};
 pub use fork::{Fork, exit_child, fork, run_in_child, run_in_child_unchecked};
 pub use pid::Pid;
 pub use pool::{Pool, TaskError};
 pub use reap::{Reaped, Reaper, Scope, Strategy};
 pub use signal::{Disposition, Signal, SignalFd, SignalSet};
+pub use spawn::Launch;
 pub use status::{ExitStatus, ResourceUsage, WaitEvent};
 
 /// `CLOCK_MONOTONIC` as a duration since an unspecified fixed point. Unlike

@@ -266,6 +266,7 @@ impl FromStr for Signal {
 
 /// A set of signals (a `sigset_t`), used for masks and for signalfds.
 #[derive(Clone, Copy)]
+#[repr(transparent)]
 pub struct SignalSet(libc::sigset_t);
 
 impl SignalSet {

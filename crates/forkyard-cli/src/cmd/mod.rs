@@ -1,3 +1,4 @@
 //! One module per subcommand; each parses its own arguments and calls the library.
 
+pub mod init;
 pub mod ps;
