@@ -1,9 +1,30 @@
 #!/usr/bin/env bash
 # Runs forkyard's side-by-side benchmarks and prints Markdown for docs/benchmarks.md.
 #   bench/run.sh                  every section
-#   bench/run.sh roundtrip pool   some of: roundtrip pool reap idle ps
-# Needs python3 (for multiprocessing.Pool) and procps (ps); builds forkyard in release mode.
+#   bench/run.sh library          the library's (compare.rs): roundtrip pool reap idle ps
+#   bench/run.sh inits            the container inits (inits.rs): storm zombies idle true rss
+#   bench/run.sh library pool     one section
+# Needs root (PID namespaces), python3 (multiprocessing.Pool) and procps (ps). Installs the
+# peer inits from Debian's packages; builds forkyard in release mode and the static init.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+group="${1:-all}"
+shift || true
 cargo build --release -q -p forkyard-cli
-FORKYARD_BIN="$PWD/target/release/forkyard" cargo bench -q -p forkyard --bench compare -- "$@"
+# `cargo bench` writes its own build into target/release: keep the release binary aside.
+mkdir -p target/bench-bin
+cp target/release/forkyard target/bench-bin/forkyard
+export FORKYARD_BIN="$PWD/target/bench-bin/forkyard"
+if [ "$group" = all ] || [ "$group" = library ]; then
+  cargo bench -q -p forkyard --bench compare -- "$@"
+fi
+if [ "$group" = all ] || [ "$group" = inits ]; then
+  missing=()
+  for p in tini dumb-init catatonit; do command -v "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && apt-get install -y -qq tini dumb-init catatonit >/dev/null
+  fi
+  FORKYARD_STATIC_BIN="$(bench/build-init.sh)"
+  export FORKYARD_STATIC_BIN
+  cargo bench -q -p forkyard-cli --bench inits -- "$@"
+fi

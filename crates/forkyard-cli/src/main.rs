@@ -47,14 +47,14 @@ enum Command {
 /// The process's entry point (see the module comment for why it is not Rust's `main`).
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
-pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+pub extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
     // Before anything changes them.
     let inherited = Inherited::capture().unwrap_or(Inherited {
         mask: SignalSet::empty(),
         sigchld: Disposition::Default,
         sigpipe: Disposition::Default,
     });
-    let args: Vec<OsString> = std::env::args_os().collect();
+    let args = arguments(argc, argv);
     let invoked = args.first().and_then(|a| Path::new(a).file_name()).and_then(|n| n.to_str()).unwrap_or("forkyard");
     let code = match invoked {
         "tini" | "tini-static" | "docker-init" => compat::tini::main(&args, inherited),
@@ -64,6 +64,26 @@ pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
         _ => subcommand(args, inherited),
     };
     std::process::exit(code)
+}
+
+/// The command line, from what the C runtime passed to `main` (with `#![no_main]`, std's own
+/// copy is only filled in by glibc, not by musl).
+#[cfg(not(test))]
+fn arguments(argc: c_int, argv: *const *const c_char) -> Vec<OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    (0..usize::try_from(argc).unwrap_or(0))
+        .filter_map(|i| {
+            // SAFETY: the C runtime passes `argc` valid pointers in `argv`, each null or to a
+            // NUL-terminated string that lives as long as the process.
+            let arg = unsafe { *argv.add(i) };
+            if arg.is_null() {
+                return None;
+            }
+            // SAFETY: as above, and `arg` is not null.
+            let bytes = unsafe { std::ffi::CStr::from_ptr(arg) }.to_bytes();
+            Some(std::ffi::OsStr::from_bytes(bytes).to_os_string())
+        })
+        .collect()
 }
 
 fn subcommand(args: Vec<OsString>, inherited: Inherited) -> i32 {

@@ -360,7 +360,7 @@ fn ps() {
     const ROUNDS: usize = 10;
     // cargo runs benches from the crate's directory; the binary is in the workspace's target.
     let bin = std::env::var("FORKYARD_BIN")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/forkyard").into());
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench-bin/forkyard").into());
     if !std::path::Path::new(&bin).exists() {
         println!(
             "### ps\n\n{bin} not found: build it with `cargo build --release -p forkyard-cli` (bench/run.sh does).\n"

@@ -30,7 +30,7 @@ mod pidfd;
 mod poll;
 mod signal;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
@@ -89,7 +89,8 @@ enum Backend {
 pub struct Reaper {
     scope: Scope,
     backend: Backend,
-    watched: HashMap<Pid, Child>,
+    /// Ordered, and seeded by nothing (a `HashMap` asks the kernel for randomness at start).
+    watched: BTreeMap<Pid, Child>,
 }
 
 impl Reaper {
@@ -118,7 +119,7 @@ impl Reaper {
                 Backend::Pidfd(pidfd::PidfdSet::new()?)
             }
         };
-        Ok(Reaper { scope, backend, watched: HashMap::new() })
+        Ok(Reaper { scope, backend, watched: BTreeMap::new() })
     }
 
     /// The scope this reaper was made with.

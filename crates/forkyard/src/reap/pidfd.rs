@@ -4,7 +4,7 @@
 //! and takes nothing from other code in the process (tokio, std, a second reaper). It cannot
 //! see orphans, because nobody holds a pidfd for a process that was adopted.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ pub(super) struct PidfdSet {
     epoll: sys::Epoll,
     /// A duplicate of each registered pidfd: epoll forgets a descriptor when its last copy
     /// closes, so we keep one until the child is collected.
-    fds: HashMap<Pid, OwnedFd>,
+    fds: BTreeMap<Pid, OwnedFd>,
     ready: Vec<u64>,
 }
 
@@ -28,7 +28,7 @@ impl PidfdSet {
             });
         }
         let epoll = sys::Epoll::new().map_err(|e| Error::sys("epoll_create1", "a pidfd reaper", e))?;
-        Ok(PidfdSet { epoll, fds: HashMap::new(), ready: Vec::new() })
+        Ok(PidfdSet { epoll, fds: BTreeMap::new(), ready: Vec::new() })
     }
 
     pub(super) fn add(&mut self, child: &Child) -> Result<()> {

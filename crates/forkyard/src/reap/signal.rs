@@ -27,7 +27,11 @@ pub(super) struct Sigchld {
 impl Sigchld {
     pub(super) fn new() -> Result<Sigchld> {
         block_sigchld()?;
-        if let Some(tid) = thread_not_blocking_sigchld()? {
+        // With one thread (a stat of /proc/self/task tells), the block above is enough.
+        let threads = crate::sys::thread_count().unwrap_or(2);
+        if threads > 1
+            && let Some(tid) = thread_not_blocking_sigchld()?
+        {
             return Err(Error::Unsupported {
                 what: "a SIGCHLD reaper",
                 why: format!(
