@@ -49,6 +49,8 @@ fn main() {
             dumb_init_mode_signals_the_session_and_terms_it_at_exit,
         ),
         ("dumb_init_mode_stops_with_its_child", dumb_init_mode_stops_with_its_child),
+        ("dumb_init_mode_speaks_dumb_inits_words", dumb_init_mode_speaks_dumb_inits_words),
+        ("tini_mode_keeps_the_signal_configuration", tini_mode_keeps_the_signal_configuration),
         ("catatonit_mode", catatonit_mode),
         ("catatonit_pause_mode", catatonit_pause_mode),
     ])
@@ -812,6 +814,99 @@ fn dumb_init_mode_stops_with_its_child() {
     assert_eq!(lines.next("CONT"), "SIGCONT");
     assert!(matches!(support::state(init), Some(State::Sleeping | State::Running)));
     assert_eq!(finish(child), 0);
+}
+
+fn dumb_init_mode_speaks_dumb_inits_words() {
+    let dir = compat_dir();
+    let di = dir.path().join("dumb-init");
+    // dumb-init 1.2.5's debug lines, in its order (its own tests match them). Setsid mode:
+    // the child announces itself; the parent's lines end the output.
+    let out = Command::new(&di).args(["-v", "echo", "oh,", "hi"]).stdin(Stdio::null()).output().expect("run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "oh, hi\n");
+    let err = stderr(&out);
+    assert!(err.lines().any(|l| l == "[dumb-init] setsid complete."), "{err}");
+    let parent: Vec<&str> =
+        err.lines().filter(|l| !l.contains("setsid complete") && !l.contains("controlling tty")).collect();
+    let want = [
+        "[dumb-init] Child spawned with PID #.",
+        "[dumb-init] Received signal #.",
+        "[dumb-init] A child with PID # exited with exit status #.",
+        "[dumb-init] Forwarded signal # to children.",
+        "[dumb-init] Child exited with status #. Goodbye.",
+    ];
+    assert_eq!(parent.iter().map(|l| collapse_digits(l)).collect::<Vec<_>>(), want, "{err}");
+    assert!(parent[1].ends_with(" 17.") && parent[3].contains(" 15 "), "{err}");
+    // Single-child mode: exactly these lines, nothing else.
+    let out =
+        Command::new(&di).args(["--verbose", "-c", "echo", "oh,", "hi"]).stdin(Stdio::null()).output().expect("run");
+    let lines: Vec<String> = stderr(&out).lines().map(collapse_digits).collect();
+    assert_eq!(lines, want, "{}", stderr(&out));
+    // Rewrite errors: dumb-init's usage message and exit 1.
+    let usage = "Usage: -r option takes <signum>:<signum>, where <signum> is between 1 and 31.\n\
+                 This option can be specified multiple times.\nUse --help for full usage.\n";
+    for extra in [
+        vec!["-r"],
+        vec!["-r", ""],
+        vec!["-r", "herp"],
+        vec!["-r", "herp:derp"],
+        vec!["-r", "15"],
+        vec!["-r", "15::12"],
+        vec!["-r", "15:derp"],
+        vec!["-r", "15:12", "-r", "0"],
+        vec!["-r", "15:12", "-r", "1:32"],
+    ] {
+        let mut args = extra.clone();
+        args.extend(["echo", "oh,", "hi"]);
+        let out = run(&di, &args);
+        assert_eq!(code(&out), 1, "{extra:?}");
+        assert_eq!(stderr(&out), usage, "{extra:?}");
+    }
+    // "-r" with nothing after it is getopt's error, as glibc words it.
+    let out = run(&di, &["-r"]);
+    assert_eq!((code(&out), stderr(&out)), (1, "dumb-init: option requires an argument -- 'r'\n".to_string()));
+    let out = run(&di, &["--yolo", "/bin/true"]);
+    assert_eq!((code(&out), stderr(&out)), (1, "dumb-init: unrecognized option '--yolo'\n".to_string()));
+}
+
+fn collapse_digits(line: &str) -> String {
+    let mut out = String::new();
+    for c in line.chars() {
+        let c = if c.is_ascii_digit() { '#' } else { c };
+        if !(c == '#' && out.ends_with('#')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn tini_mode_keeps_the_signal_configuration() {
+    // tini's own test: with TTOU, SEGV and INT ignored and TTIN, ILL and TERM blocked
+    // before tini starts, the command has exactly that, although tini changes the same
+    // signals for itself.
+    let dir = compat_dir();
+    let tini = dir.path().join("tini");
+    let mut cmd = Command::new(&tini);
+    cmd.args(["-s", "cat", "/proc/self/status"]).stdin(Stdio::null());
+    // SAFETY: between fork and exec of tini: signal and sigprocmask only.
+    unsafe {
+        cmd.pre_exec(|| {
+            for s in [libc::SIGTTOU, libc::SIGSEGV, libc::SIGINT] {
+                libc::signal(s, libc::SIG_IGN);
+            }
+            let set: SignalSet = [Signal::TTIN, Signal::ILL, Signal::TERM].into_iter().collect();
+            libc::pthread_sigmask(libc::SIG_BLOCK, set.as_raw(), std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run");
+    let status = String::from_utf8_lossy(&out.stdout);
+    let (ign, blk) = (status_bits(&status, "SigIgn:"), status_bits(&status, "SigBlk:"));
+    for s in [Signal::TTOU, Signal::SEGV, Signal::INT] {
+        assert_ne!(ign & (1 << (s.as_raw() - 1)), 0, "{s} must stay ignored");
+    }
+    for s in [Signal::TTIN, Signal::ILL, Signal::TERM] {
+        assert_ne!(blk & (1 << (s.as_raw() - 1)), 0, "{s} must stay blocked");
+    }
 }
 
 fn catatonit_mode() {

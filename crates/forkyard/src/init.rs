@@ -5,14 +5,16 @@
 //! Why this module exists: in a container the first process is PID 1. The kernel gives it
 //! every orphan to collect, delivers it no signal it has not asked for, and kills the whole
 //! namespace the moment it exits. A shell or an application is a poor PID 1; tini,
-//! dumb-init and catatonit exist to be a good one, and each has gaps (see
-//! docs/benchmarks.md and the peers' notes). [`Init`] is configurable enough to behave as
-//! any of them (the binary's compatibility modes pick the settings) and adds what they lack:
-//! a grace period for the processes left when the command exits, or waiting for them.
+//! dumb-init and catatonit exist to be a good one, and each has gaps. [`Init`] is
+//! configurable enough to behave as any of them (the binary's compatibility modes pick the
+//! settings) and adds what they lack: a grace period for the processes left when the
+//! command exits, or waiting for them.
 //!
 //! The loop is event-driven: one signalfd for every catchable signal, the SIGCHLD
 //! [`Reaper`] for collecting, and `poll` on the two with no timeout unless a grace period is
-//! running. An idle init never wakes up.
+//! running. An idle init never wakes up. What happens is reported as [`Event`]s, which an
+//! [`Init::report`] function turns into lines on standard error (each compatibility mode
+//! words them as its peer does).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -84,32 +86,6 @@ pub enum JobControl {
     },
 }
 
-/// How important a message is; [`Init::verbosity`] decides which are shown.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    /// Always shown.
-    Error,
-    /// Shown at verbosity 0 and above.
-    Warn,
-    /// Each start, exit, reaped zombie and forwarded signal: verbosity 1.
-    Info,
-    /// Verbosity 2.
-    Debug,
-    /// Verbosity 3.
-    Trace,
-}
-
-/// Formats one message line (without its newline).
-pub type LogFormat = fn(Level, &str) -> String;
-
-/// `forkyard init: message`.
-pub fn forkyard_log_format(level: Level, message: &str) -> String {
-    match level {
-        Level::Error | Level::Info | Level::Debug | Level::Trace => format!("forkyard init: {message}"),
-        Level::Warn => format!("forkyard init: warning: {message}"),
-    }
-}
-
 /// Whether init becomes a child subreaper when it is not PID 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subreaper {
@@ -119,6 +95,201 @@ pub enum Subreaper {
     Try,
     /// Yes; if the kernel refuses, do not start the command.
     Require,
+}
+
+/// How important a message is; [`Init::verbosity`] decides which are shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Always shown.
+    Error,
+    /// Shown at verbosity 0 and above.
+    Warn,
+    /// Verbosity 1.
+    Info,
+    /// Verbosity 2.
+    Debug,
+    /// Verbosity 3.
+    Trace,
+}
+
+/// Something init did or saw, for its log.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// The command started.
+    Started {
+        /// Its PID.
+        pid: Pid,
+        /// Its command line.
+        command: &'a [OsString],
+    },
+    /// Init could not become a subreaper (and carries on).
+    NoSubreaper {
+        /// Why.
+        error: &'a Error,
+    },
+    /// Init is neither PID 1 nor a subreaper: orphans will escape it.
+    NotAReaper,
+    /// Init gave up its controlling terminal.
+    DetachedTerminal {
+        /// Whether it led the session (the kernel then sends the SIGHUP and SIGCONT that
+        /// init ignores once).
+        was_session_leader: bool,
+    },
+    /// Init could not give up a terminal (usually: it has none).
+    DetachTerminalFailed {
+        /// The error.
+        error: &'a std::io::Error,
+    },
+    /// A signal arrived (SIGCHLD included).
+    Received {
+        /// The signal.
+        signal: Signal,
+    },
+    /// A SIGHUP or SIGCONT caused by giving up the terminal was dropped.
+    IgnoredHandoff {
+        /// The signal.
+        signal: Signal,
+    },
+    /// A signal on [`Init::ignore`] was dropped.
+    Ignored {
+        /// The signal.
+        signal: Signal,
+    },
+    /// A signal is forwarded as another.
+    Translated {
+        /// What arrived.
+        from: Signal,
+        /// What is forwarded.
+        to: Signal,
+    },
+    /// A signal rewritten to nothing was dropped.
+    Dropped {
+        /// The signal.
+        signal: Signal,
+    },
+    /// A signal was sent to the command (and its group, with `group`).
+    Forwarded {
+        /// The signal sent.
+        signal: Signal,
+        /// The command.
+        pid: Pid,
+        /// Whether its whole group got it.
+        group: bool,
+    },
+    /// A signal could not be sent to the command.
+    ForwardFailed {
+        /// The signal.
+        signal: Signal,
+        /// Why.
+        error: &'a Error,
+    },
+    /// After the command exited, a signal went to everything it left behind.
+    ForwardedToRemaining {
+        /// The signal.
+        signal: Signal,
+        /// How many processes got it (as PID 1: 1 for "some").
+        count: usize,
+    },
+    /// Init stops itself along with the command (job control).
+    Suspending,
+    /// A process was collected.
+    Reaped {
+        /// Its PID.
+        pid: Pid,
+        /// How it ended.
+        status: ExitStatus,
+        /// Whether it was the command.
+        main: bool,
+        /// Whether the user asked for a warning per collected process (tini's `-w`).
+        warn: bool,
+    },
+    /// The command has exited: SIGTERM (or its rewrite) was sent on to its group or to the
+    /// command itself (`sent`: whether anything received it).
+    TermOnExit {
+        /// The signal.
+        signal: Signal,
+        /// Whether a process received it.
+        sent: bool,
+    },
+    /// The command has exited; init will exit with `code` (at once, or once the rest is done).
+    MainExited {
+        /// The command's status.
+        status: ExitStatus,
+        /// Init's exit code.
+        code: i32,
+    },
+    /// The grace period started: SIGTERM went to `signalled` remaining processes.
+    GraceStarted {
+        /// How many.
+        signalled: usize,
+        /// How long they have.
+        grace: Duration,
+    },
+    /// Waiting for the remaining processes to exit on their own.
+    WaitingForAll,
+    /// The grace period is over: SIGKILL went to `killed` processes.
+    GraceOver {
+        /// How many.
+        killed: usize,
+    },
+    /// Everything has exited; init exits with `code`.
+    Exiting {
+        /// The code.
+        code: i32,
+    },
+    /// Init could not set itself up (the command was not started); it exits with 1.
+    SetupFailed {
+        /// Why.
+        error: &'a Error,
+    },
+}
+
+/// Words an event for the log, at a level; `None` to say nothing.
+pub type Reporter = fn(&Event<'_>) -> Option<(Level, String)>;
+
+/// forkyard's own wording: `forkyard init: ...`.
+pub fn forkyard_report(event: &Event<'_>) -> Option<(Level, String)> {
+    use Event::*;
+    let (level, text) = match event {
+        Started { pid, command } => {
+            let cmd: Vec<_> = command.iter().map(|a| a.to_string_lossy()).collect();
+            (Level::Info, format!("started {pid}: {}", cmd.join(" ")))
+        }
+        NoSubreaper { error } => (Level::Warn, format!("warning: {error}; orphans will not be collected by this init")),
+        NotAReaper => (
+            Level::Warn,
+            "warning: not PID 1 and not a child subreaper, so orphaned processes will not be collected here".into(),
+        ),
+        DetachedTerminal { was_session_leader: true } => {
+            (Level::Debug, "gave up the terminal; ignoring the first SIGHUP and SIGCONT".into())
+        }
+        IgnoredHandoff { signal } => (Level::Debug, format!("ignored {signal} (caused by giving up the terminal)")),
+        Ignored { signal } => (Level::Debug, format!("ignored {signal}")),
+        Translated { from, to } => (Level::Debug, format!("{from} is forwarded as {to}")),
+        Dropped { signal } => (Level::Info, format!("dropped {signal}")),
+        Forwarded { signal, pid, group: false } => (Level::Info, format!("forwarded {signal} to {pid}")),
+        Forwarded { signal, pid, group: true } => (Level::Info, format!("forwarded {signal} to the group of {pid}")),
+        ForwardFailed { signal, error } => (Level::Info, format!("could not forward {signal}: {error}")),
+        ForwardedToRemaining { signal, count } => {
+            (Level::Info, format!("forwarded {signal} to {count} remaining process(es)"))
+        }
+        Suspending => (Level::Debug, "stopping until SIGCONT".into()),
+        Reaped { pid, status, main: true, .. } => (Level::Info, format!("{pid} {status}")),
+        Reaped { pid, status, warn: true, .. } => (Level::Warn, format!("warning: collected zombie {pid} ({status})")),
+        Reaped { pid, status, .. } => (Level::Info, format!("collected zombie {pid} ({status})")),
+        GraceStarted { signalled, grace } => {
+            (Level::Info, format!("sent SIGTERM to {signalled} remaining process(es); waiting up to {grace:?}"))
+        }
+        WaitingForAll => (Level::Info, "waiting for the remaining processes to exit".into()),
+        GraceOver { killed } => {
+            (Level::Warn, format!("warning: grace period over: sent SIGKILL to {killed} remaining process(es)"))
+        }
+        Exiting { code } => (Level::Info, format!("every process has exited; exiting with {code}")),
+        SetupFailed { error } => (Level::Error, error.to_string()),
+        _ => return None,
+    };
+    Some((level, format!("forkyard init: {text}")))
 }
 
 /// How init reports a command that could not be executed: the exit code, and the message,
@@ -133,7 +304,7 @@ pub fn shell_exec_failure(program: &str, error: &std::io::Error) -> (i32, String
         _ => 126,
     };
     let hint = if code == 127 { "is it installed and in PATH?" } else { "is it executable?" };
-    (code, format!("cannot run '{program}': {} ({hint})", crate::error::strerror(error)))
+    (code, format!("forkyard init: cannot run '{program}': {} ({hint})", crate::error::strerror(error)))
 }
 
 /// Everything `forkyard init` (or one of its compatibility modes) is asked to do.
@@ -155,15 +326,18 @@ pub struct Init {
     pub parent_death_signal: Option<Signal>,
     /// Become a subreaper when not PID 1.
     pub subreaper: Subreaper,
-    /// Warn when neither PID 1 nor a subreaper (tini does).
+    /// Report when neither PID 1 nor a subreaper (tini does).
     pub warn_not_reaper: bool,
     /// Warn about each collected process other than the command (tini's `-w`).
     pub warn_reaped: bool,
-    /// -1: errors only; 0: and warnings; 1: each start, exit, reaped zombie and forwarded
+    /// -1: errors only; 0: and warnings; 1: each start, exit, collected zombie and forwarded
     /// signal; 2 and 3: more detail.
     pub verbosity: i32,
-    /// How messages are written (always to standard error).
-    pub log_format: LogFormat,
+    /// Words the events for the log (always on standard error).
+    pub report: Reporter,
+    /// A line the command's process writes to standard error once its setup is done, before
+    /// `exec` (dumb-init's `setsid complete.` in debug mode).
+    pub child_announce: Option<Vec<u8>>,
     /// Signals init takes and drops: neither forwarded nor acted on.
     pub ignore: Vec<Signal>,
     /// Signals init leaves unblocked, so their default action applies to init itself (tini
@@ -173,9 +347,9 @@ pub struct Init {
     pub after_exit: AfterExit,
     /// What happens with the terminal-stop signals.
     pub job_control: JobControl,
-    /// On the command's exit, send SIGTERM (through the rewrites) to its group before
-    /// exiting (dumb-init in setsid mode).
-    pub term_group_on_exit: bool,
+    /// When the command exits, send SIGTERM (through the rewrites) to where forwarded signals
+    /// go (dumb-init), before anything else.
+    pub term_on_exit: bool,
     /// Give up init's controlling terminal before starting the command, and if init was the
     /// session leader, ignore the SIGHUP and SIGCONT that this sends (dumb-init).
     pub detach_terminal: bool,
@@ -206,12 +380,13 @@ impl Init {
             warn_not_reaper: false,
             warn_reaped: false,
             verbosity: 0,
-            log_format: forkyard_log_format,
+            report: forkyard_report,
+            child_announce: None,
             ignore: Vec::new(),
             leave_unblocked: Vec::new(),
             after_exit: AfterExit::Grace(Duration::from_secs(5)),
             job_control: JobControl::Forward,
-            term_group_on_exit: false,
+            term_on_exit: false,
             detach_terminal: false,
             chdir_root: false,
             pass_listen_pid: false,
@@ -221,10 +396,10 @@ impl Init {
     }
 }
 
-/// Init's messages: on standard error only, one line each, never failing (a closed stderr
+/// Init's log: on standard error only, one line per event, never failing (a closed stderr
 /// must not take PID 1 down).
 struct Log {
-    format: LogFormat,
+    report: Reporter,
     verbosity: i32,
 }
 
@@ -240,23 +415,26 @@ impl Log {
         self.verbosity >= needed
     }
 
-    fn say(&self, level: Level, args: std::fmt::Arguments<'_>) {
+    fn event(&self, event: Event<'_>) {
+        if let Some((level, text)) = (self.report)(&event) {
+            self.line(level, &text);
+        }
+    }
+
+    fn line(&self, level: Level, text: &str) {
         if self.shows(level) {
-            let mut line = (self.format)(level, &args.to_string()).into_bytes();
+            let mut line = Vec::with_capacity(text.len() + 1);
+            line.extend_from_slice(text.as_bytes());
             line.push(b'\n');
             let _ = std::io::stderr().write_all(&line);
         }
     }
 }
 
-macro_rules! say {
-    ($log:expr, $level:ident, $($arg:tt)*) => { $log.say(Level::$level, format_args!($($arg)*)) };
-}
-
 /// Every signal init takes through its signalfd: all that can be blocked except SIGCHLD,
-/// which the reaper reads. The synchronous ones (SIGSEGV, SIGBUS, ...) are blocked too: a
-/// real fault in init is delivered regardless of the mask, and one sent with `kill` is then
-/// forwarded like any other.
+/// which the reaper reads, and `leave_unblocked`. The synchronous ones (SIGSEGV, SIGBUS,
+/// ...) are blocked by default: a real fault in init is delivered regardless of the mask,
+/// and one sent with `kill` is then forwarded like any other.
 fn forwarded_set(leave_unblocked: &[Signal]) -> SignalSet {
     let mut set: SignalSet = Signal::all().filter(|s| s.is_catchable() && !leave_unblocked.contains(s)).collect();
     set.remove(Signal::CHLD);
@@ -304,16 +482,16 @@ enum Phase {
 /// and becomes an exit code (1 for a setup failure, [`Init::exec_failure`] for a command that
 /// cannot be executed).
 pub fn run(init: &Init) -> i32 {
-    let log = Log { format: init.log_format, verbosity: init.verbosity };
+    let log = Log { report: init.report, verbosity: init.verbosity };
     match run_inner(init, &log) {
         Ok(code) => code,
         Err(Failure::Exec(program, e)) => {
             let (code, message) = (init.exec_failure)(&program, &e);
-            say!(log, Error, "{message}");
+            log.line(Level::Error, &message);
             code
         }
         Err(Failure::Setup(e)) => {
-            say!(log, Error, "{e}");
+            log.event(Event::SetupFailed { error: &e });
             1
         }
     }
@@ -345,17 +523,11 @@ fn run_inner(init: &Init, log: &Log) -> std::result::Result<i32, Failure> {
         match set_child_subreaper(true) {
             Ok(()) => reaping = true,
             Err(e) if init.subreaper == Subreaper::Require => return Err(e.into()),
-            Err(e) => say!(log, Warn, "{e}; orphans will not be collected by this init"),
+            Err(e) => log.event(Event::NoSubreaper { error: &e }),
         }
     }
     if !reaping && init.warn_not_reaper {
-        say!(
-            log,
-            Warn,
-            "not running as PID 1 and not a child subreaper, so orphaned processes will not be \
-             re-parented to this init and their zombies will not be collected; use -s (or set TINI_SUBREAPER) \
-             or run as PID 1"
-        );
+        log.event(Event::NotAReaper);
     }
     if let Some(signal) = init.parent_death_signal {
         set_parent_death_signal(Some(signal), Pid::parent())?;
@@ -376,10 +548,13 @@ fn run_inner(init: &Init, log: &Log) -> std::result::Result<i32, Failure> {
         // SAFETY: TIOCNOTTY takes no argument; on a non-terminal it fails harmlessly.
         if unsafe { libc::ioctl(libc::STDIN_FILENO, libc::TIOCNOTTY) } == 0 {
             // SAFETY: getsid(0) and getpid have no preconditions.
-            if unsafe { libc::getsid(0) == libc::getpid() } {
-                say!(log, Debug, "detached from the controlling terminal; ignoring the first SIGHUP and SIGCONT");
+            let leader = unsafe { libc::getsid(0) == libc::getpid() };
+            if leader {
                 ignore_once = vec![Signal::HUP, Signal::CONT];
             }
+            log.event(Event::DetachedTerminal { was_session_leader: leader });
+        } else {
+            log.event(Event::DetachTerminalFailed { error: &std::io::Error::last_os_error() });
         }
     }
 
@@ -395,6 +570,7 @@ fn run_inner(init: &Init, log: &Log) -> std::result::Result<i32, Failure> {
         parent_death_signal: None,
         credentials: None,
         pass_listen_pid: init.pass_listen_pid,
+        announce: init.child_announce.clone(),
     };
     let mut command = Command::new(program);
     command.args(args);
@@ -411,15 +587,8 @@ fn run_inner(init: &Init, log: &Log) -> std::result::Result<i32, Failure> {
         Error::Sys { source, .. } => Failure::Exec(program.to_string_lossy().into_owned(), source),
         other => Failure::Setup(other),
     })?;
-    let main = child.pid();
-    let main_handle = reaper.watch(child)?;
-    debug_assert_eq!(main_handle, main);
-    say!(
-        log,
-        Info,
-        "started {main}: {}",
-        init.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
-    );
+    let main = reaper.watch(child)?;
+    log.event(Event::Started { pid: main, command: &init.command });
     for fd in inherited_fds.into_iter().filter(|fd| *fd > 2) {
         // SAFETY: a descriptor init inherited and never wrapped in an owner; the command has
         // its own copy by now.
@@ -427,7 +596,7 @@ fn run_inner(init: &Init, log: &Log) -> std::result::Result<i32, Failure> {
     }
 
     let mut phase = Phase::Running;
-    let mut status: Option<ExitStatus> = None;
+    let mut exit: Option<(ExitStatus, i32)> = None;
     loop {
         let timeout = match phase {
             Phase::Draining { deadline: Some(d) } => Some(d.saturating_duration_since(Instant::now())),
@@ -443,58 +612,64 @@ fn run_inner(init: &Init, log: &Log) -> std::result::Result<i32, Failure> {
 
         while let Some(info) = signals.try_read()? {
             let signal = info.signal;
+            log.event(Event::Received { signal });
             if let Some(i) = ignore_once.iter().position(|s| *s == signal) {
                 ignore_once.remove(i);
-                say!(log, Debug, "ignored {signal} (caused by giving up the terminal)");
+                log.event(Event::IgnoredHandoff { signal });
                 continue;
             }
             if init.ignore.contains(&signal) {
-                say!(log, Debug, "ignored {signal}");
+                log.event(Event::Ignored { signal });
                 continue;
             }
             forward(init, log, signal, main, phase, &reaper);
         }
 
+        if fds[1].revents != 0 {
+            log.event(Event::Received { signal: Signal::CHLD });
+        }
         for reaped in reaper.try_reap()? {
-            if reaped.pid == main {
-                say!(log, Info, "{main} {}", reaped.status);
-                status = Some(reaped.status);
-            } else if init.warn_reaped {
-                say!(log, Warn, "reaped zombie process with pid={}", reaped.pid);
-            } else {
-                say!(log, Info, "reaped zombie {} ({})", reaped.pid, reaped.status);
+            let is_main = reaped.pid == main;
+            log.event(Event::Reaped { pid: reaped.pid, status: reaped.status, main: is_main, warn: init.warn_reaped });
+            if is_main {
+                exit = Some((reaped.status, exit_code(init, reaped.status)));
             }
         }
 
-        let Some(exit) = status else { continue };
-        let code = exit_code(init, exit);
+        let Some((status, code)) = exit else { continue };
         match phase {
             Phase::Running => {
-                if init.term_group_on_exit {
+                if init.term_on_exit {
                     if let Some(Some(signal)) = rewrite(init, Signal::TERM) {
-                        let _ = signal.send_group(main);
+                        let sent = match init.forward_to {
+                            ForwardTo::Group => signal.send_group(main).is_ok(),
+                            // The command itself is collected already: nothing to reach.
+                            ForwardTo::Child => false,
+                        };
+                        log.event(Event::TermOnExit { signal, sent });
                     }
                 }
+                log.event(Event::MainExited { status, code });
                 match init.after_exit {
                     AfterExit::Exit | AfterExit::Grace(Duration::ZERO) => return Ok(code),
                     AfterExit::Grace(grace) => {
                         if !has_children() {
                             return Ok(code);
                         }
-                        let n = signal_descendants(Signal::TERM);
-                        say!(log, Info, "sent SIGTERM to {n} remaining process(es); waiting up to {grace:?}");
+                        let signalled = signal_descendants(Signal::TERM);
+                        log.event(Event::GraceStarted { signalled, grace });
                         phase = Phase::Draining { deadline: Some(Instant::now() + grace) };
                     }
                     AfterExit::WaitAll => {
-                        say!(log, Info, "waiting for the remaining processes to exit");
+                        log.event(Event::WaitingForAll);
                         phase = Phase::Draining { deadline: None };
                     }
                 }
             }
             Phase::Draining { deadline } => {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    let n = signal_descendants(Signal::KILL);
-                    say!(log, Warn, "grace period over: sent SIGKILL to {n} remaining process(es)");
+                    let killed = signal_descendants(Signal::KILL);
+                    log.event(Event::GraceOver { killed });
                     phase = Phase::Killing;
                 }
             }
@@ -503,7 +678,7 @@ fn run_inner(init: &Init, log: &Log) -> std::result::Result<i32, Failure> {
             }
         }
         if phase != Phase::Running && !has_children() {
-            say!(log, Info, "every process has exited; exiting with {code}");
+            log.event(Event::Exiting { code });
             return Ok(code);
         }
     }
@@ -521,26 +696,27 @@ fn forward(init: &Init, log: &Log, signal: Signal, main: Pid, phase: Phase, reap
         (true, JobControl::StopWithChild { as_sigstop: true }) if !rewritten => Some(Signal::STOP),
         _ => rewrite(init, signal).flatten(),
     };
-    let Some(target) = target else {
-        say!(log, Info, "dropped {signal}");
-        return;
-    };
-    if phase == Phase::Running {
-        let sent = match init.forward_to {
-            ForwardTo::Child => reaper.kill(main, target),
-            ForwardTo::Group => target.send_group(main),
-        };
-        match sent {
-            Ok(()) => say!(log, Info, "forwarded {target} to {main}"),
-            Err(e) => say!(log, Info, "could not forward {target}: {e}"),
+    match target {
+        None => log.event(Event::Dropped { signal }),
+        Some(to) if to != signal => log.event(Event::Translated { from: signal, to }),
+        Some(_) => {}
+    }
+    if let Some(target) = target {
+        if phase == Phase::Running {
+            let group = init.forward_to == ForwardTo::Group;
+            let sent = if group { target.send_group(main) } else { reaper.kill(main, target) };
+            match sent {
+                Ok(()) => log.event(Event::Forwarded { signal: target, pid: main, group }),
+                Err(e) => log.event(Event::ForwardFailed { signal: target, error: &e }),
+            }
+        } else {
+            // The command has exited: signals go to whatever it left behind.
+            let count = signal_descendants(target);
+            log.event(Event::ForwardedToRemaining { signal: target, count });
         }
-    } else {
-        // The command has exited: signals go to whatever it left behind.
-        let n = signal_descendants(target);
-        say!(log, Info, "forwarded {target} to {n} remaining process(es)");
     }
     if stop && matches!(init.job_control, JobControl::StopWithChild { .. }) {
-        say!(log, Debug, "stopping until SIGCONT");
+        log.event(Event::Suspending);
         // SAFETY: raising SIGSTOP on ourselves; it cannot be blocked or caught.
         unsafe { libc::raise(libc::SIGSTOP) };
     }
@@ -568,11 +744,11 @@ fn open_fds() -> Vec<i32> {
 /// catatonit's pause mode: no command; collect orphans; exit 0 on SIGTERM or SIGINT and
 /// ignore every other signal.
 pub fn pause(init: &Init) -> i32 {
-    let log = Log { format: init.log_format, verbosity: init.verbosity };
+    let log = Log { report: init.report, verbosity: init.verbosity };
     match pause_inner(init, &log) {
         Ok(code) => code,
         Err(e) => {
-            say!(log, Error, "{e}");
+            log.event(Event::SetupFailed { error: &e });
             1
         }
     }
@@ -595,14 +771,15 @@ fn pause_inner(init: &Init, log: &Log) -> Result<i32> {
         ];
         crate::sys::poll(&mut fds, None).map_err(|e| Error::sys("poll", "init's signal descriptors", e))?;
         while let Some(info) = signals.try_read()? {
+            log.event(Event::Received { signal: info.signal });
             if info.signal == Signal::TERM || info.signal == Signal::INT {
-                say!(log, Info, "{} received; exiting", info.signal);
+                log.event(Event::Exiting { code: 0 });
                 return Ok(0);
             }
-            say!(log, Debug, "ignored {}", info.signal);
+            log.event(Event::Ignored { signal: info.signal });
         }
         for reaped in reaper.try_reap()? {
-            say!(log, Info, "reaped zombie {} ({})", reaped.pid, reaped.status);
+            log.event(Event::Reaped { pid: reaped.pid, status: reaped.status, main: false, warn: false });
         }
     }
 }
@@ -644,7 +821,7 @@ mod tests {
         assert_eq!(shell_exec_failure("x", &errno(libc::ENOENT)).0, 127);
         assert_eq!(shell_exec_failure("x", &errno(libc::EACCES)).0, 126);
         let (_, message) = shell_exec_failure("nope", &errno(libc::ENOENT));
-        assert!(message.starts_with("cannot run 'nope': No such file or directory"), "{message}");
+        assert!(message.starts_with("forkyard init: cannot run 'nope': No such file or directory"), "{message}");
     }
 
     #[test]

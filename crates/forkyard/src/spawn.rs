@@ -58,6 +58,8 @@ pub struct Launch {
     pub parent_death_signal: Option<Signal>,
     /// Run as this user (needs privilege); `None` keeps ours.
     pub credentials: Option<Credentials>,
+    /// Bytes the child writes to standard error once its setup is done, just before `exec`.
+    pub announce: Option<Vec<u8>>,
     /// If `LISTEN_PID` (socket activation) names this process, rename it to the child, which
     /// is the one that will use the sockets (catatonit does this). Only for a command without
     /// environment changes of its own (`Command::env`), whose `exec` reads the live
@@ -175,6 +177,10 @@ impl Launch {
             }
             // SAFETY: both strings are NUL-terminated and live for the call.
             unsafe { libc::setenv(c"LISTEN_PID".as_ptr(), digits[i..].as_ptr().cast(), 1) };
+        }
+        if let Some(text) = &self.announce {
+            // SAFETY: a write of a valid buffer to standard error.
+            unsafe { libc::write(libc::STDERR_FILENO, text.as_ptr().cast(), text.len()) };
         }
         if let Some(mask) = &self.signal_mask {
             // Last, so that nothing above runs with signals unblocked.

@@ -13,7 +13,7 @@
 use std::ffi::OsString;
 
 use forkyard::Signal;
-use forkyard::init::{AfterExit, ForwardTo, Inherited, Init, JobControl, Level, Subreaper};
+use forkyard::init::{AfterExit, Event, ForwardTo, Inherited, Init, JobControl, Level, Subreaper};
 use forkyard::spawn::Group;
 
 use super::getopt::{HasArg, Spec};
@@ -41,7 +41,7 @@ fn help(name: &str) -> String {
     )
 }
 
-fn log_format(level: Level, message: &str) -> String {
+fn line(level: Level, message: &str) -> String {
     let tag = match level {
         Level::Error => "ERROR",
         Level::Warn => "WARN",
@@ -51,8 +51,14 @@ fn log_format(level: Level, message: &str) -> String {
     format!("{tag} (catatonit:{}): {message}", std::process::id())
 }
 
+/// catatonit's prefix on forkyard's wording.
+fn report(event: &Event<'_>) -> Option<(Level, String)> {
+    let (level, text) = forkyard::init::forkyard_report(event)?;
+    Some((level, line(level, text.trim_start_matches("forkyard init: "))))
+}
+
 fn exec_failure(_program: &str, error: &std::io::Error) -> (i32, String) {
-    (1, format!("failed to exec pid1: {}", super::strerror(error)))
+    (1, line(Level::Error, &format!("failed to exec pid1: {}", super::strerror(error))))
 }
 
 /// Runs catatonit's command line; returns the exit code.
@@ -69,7 +75,7 @@ pub fn main(args: &[OsString], inherited: Inherited) -> i32 {
     init.pass_listen_pid = true;
     init.close_inherited_fds = true;
     init.group = Group::Own;
-    init.log_format = log_format;
+    init.report = report;
     init.exec_failure = exec_failure;
     let mut pause = false;
     for (opt, _) in parsed.options {
@@ -100,7 +106,7 @@ pub fn main(args: &[OsString], inherited: Inherited) -> i32 {
         return forkyard::init::pause(&init);
     }
     let Some(command) = super::command(parsed.operands) else {
-        err(&format!("{}\n{}", log_format(Level::Error, "missing program name"), usage(name)));
+        err(&format!("{}\n{}", line(Level::Error, "missing program name"), usage(name)));
         return 1;
     };
     init.command = command;

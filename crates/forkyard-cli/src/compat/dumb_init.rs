@@ -12,8 +12,9 @@
 
 use std::ffi::OsString;
 
+use forkyard::ExitStatus;
 use forkyard::Signal;
-use forkyard::init::{AfterExit, ForwardTo, Inherited, Init, JobControl, Level, Subreaper};
+use forkyard::init::{AfterExit, Event, ForwardTo, Inherited, Init, JobControl, Level, Subreaper};
 use forkyard::spawn::Group;
 
 use super::err;
@@ -50,12 +51,44 @@ fn help(name: &str) -> String {
     )
 }
 
-fn log_format(_level: Level, message: &str) -> String {
-    format!("[dumb-init] {message}")
+/// dumb-init 1.2.5's debug wording, word for word (its own tests match on these lines).
+fn report(event: &Event<'_>) -> Option<(Level, String)> {
+    let text = match event {
+        Event::Started { pid, .. } => format!("Child spawned with PID {pid}."),
+        Event::DetachTerminalFailed { error } => format!(
+            "Unable to detach from controlling tty (errno={} {}).",
+            error.raw_os_error().unwrap_or(0),
+            super::strerror(error)
+        ),
+        Event::DetachedTerminal { was_session_leader: true } => {
+            "Detached from controlling tty, ignoring the first SIGHUP and SIGCONT we receive.".into()
+        }
+        Event::DetachedTerminal { was_session_leader: false } => {
+            "Detached from controlling tty, but was not session leader.".into()
+        }
+        Event::Received { signal } => format!("Received signal {}.", signal.as_raw()),
+        Event::IgnoredHandoff { signal } => format!("Ignoring tty hand-off signal {}.", signal.as_raw()),
+        Event::Translated { from, to } => format!("Translating signal {} to {}.", from.as_raw(), to.as_raw()),
+        Event::Dropped { signal } => format!("Not forwarding signal {} to children (ignored).", signal.as_raw()),
+        Event::Forwarded { signal, .. } | Event::TermOnExit { signal, .. } => {
+            format!("Forwarded signal {} to children.", signal.as_raw())
+        }
+        Event::Suspending => "Suspending self due to TTY signal.".into(),
+        Event::Reaped { pid, status: ExitStatus::Exited(code), .. } => {
+            format!("A child with PID {pid} exited with exit status {code}.")
+        }
+        Event::Reaped { pid, status: ExitStatus::Signaled { signal, .. }, .. } => {
+            format!("A child with PID {pid} was terminated by signal {}.", signal.as_raw())
+        }
+        Event::MainExited { code, .. } => format!("Child exited with status {code}. Goodbye."),
+        Event::SetupFailed { error } => return Some((Level::Error, format!("[dumb-init] {error}"))),
+        _ => return None,
+    };
+    Some((Level::Debug, format!("[dumb-init] {text}")))
 }
 
 fn exec_failure(program: &str, error: &std::io::Error) -> (i32, String) {
-    (2, format!("{program}: {}", super::strerror(error)))
+    (2, format!("[dumb-init] {program}: {}", super::strerror(error)))
 }
 
 /// `sscanf("%d:%d")` then the ranges dumb-init checks: s in 1..=31, r in 0..=31.
@@ -131,10 +164,13 @@ pub fn main(args: &[OsString], inherited: Inherited) -> i32 {
     init.subreaper = Subreaper::No;
     init.after_exit = AfterExit::Exit;
     init.chdir_root = true;
-    init.log_format = log_format;
+    init.report = report;
     init.exec_failure = exec_failure;
     init.verbosity = if debug { 3 } else { -1 };
     init.job_control = JobControl::StopWithChild { as_sigstop: setsid };
+    // dumb-init sends SIGTERM on when the command exits, in both modes (with -c, to the
+    // command alone, which has exited by then).
+    init.term_on_exit = true;
     // Later rewrites of the same signal win, as in dumb-init's table.
     for (s, r) in rewrites {
         let (Some(from), to) = (Signal::new(s), Signal::new(r)) else { continue };
@@ -145,7 +181,9 @@ pub fn main(args: &[OsString], inherited: Inherited) -> i32 {
         init.group = Group::Session;
         init.forward_to = ForwardTo::Group;
         init.detach_terminal = true;
-        init.term_group_on_exit = true;
+        if debug {
+            init.child_announce = Some(b"[dumb-init] setsid complete.\n".to_vec());
+        }
     } else {
         init.group = Group::Inherit;
         init.forward_to = ForwardTo::Child;

@@ -10,8 +10,9 @@
 
 use std::ffi::OsString;
 
+use forkyard::ExitStatus;
 use forkyard::Signal;
-use forkyard::init::{AfterExit, ForwardTo, Inherited, Init, JobControl, Level, Subreaper};
+use forkyard::init::{AfterExit, Event, ForwardTo, Inherited, Init, JobControl, Level, Subreaper};
 use forkyard::spawn::Group;
 
 use super::getopt::Spec;
@@ -40,7 +41,7 @@ fn usage(name: &str) -> String {
     )
 }
 
-fn log_format(level: Level, message: &str) -> String {
+fn line(level: Level, message: &str) -> String {
     let tag = match level {
         Level::Error => "FATAL",
         Level::Warn => "WARN ",
@@ -51,17 +52,60 @@ fn log_format(level: Level, message: &str) -> String {
     format!("[{tag} tini ({})] {message}", std::process::id())
 }
 
+/// C's `strsignal`: "Terminated", "Hangup", ... (tini names signals this way).
+fn strsignal(signal: forkyard::Signal) -> String {
+    // SAFETY: strsignal returns a pointer to a NUL-terminated string valid until the next
+    // call on this thread; it is copied at once.
+    let text = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(signal.as_raw())) };
+    text.to_string_lossy().into_owned()
+}
+
+/// tini's wording.
+fn report(event: &Event<'_>) -> Option<(Level, String)> {
+    let (level, text) = match event {
+        Event::Started { pid, command } => {
+            let name = command.first().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
+            (Level::Info, format!("Spawned child process '{name}' with pid '{pid}'"))
+        }
+        Event::NotAReaper => (
+            Level::Warn,
+            "Tini is not running as PID 1 and isn't registered as a child subreaper.\n\
+             Zombie processes will not be re-parented to Tini, so zombie reaping won't work.\n\
+             To fix the problem, use the -s option or set the environment variable TINI_SUBREAPER to register \
+             Tini as a child subreaper, or run Tini as PID 1."
+                .to_string(),
+        ),
+        Event::Received { signal } if *signal == forkyard::Signal::CHLD => (Level::Debug, "Received SIGCHLD".into()),
+        Event::Received { signal } => (Level::Debug, format!("Passing signal: '{}'", strsignal(*signal))),
+        Event::Reaped { pid, main: false, warn: true, .. } => {
+            (Level::Warn, format!("Reaped zombie process with pid={pid}"))
+        }
+        Event::Reaped { pid, main: false, .. } => (Level::Debug, format!("Reaped child with pid: '{pid}'")),
+        Event::Reaped { status: ExitStatus::Exited(code), main: true, .. } => {
+            (Level::Info, format!("Main child exited normally (with status '{code}')"))
+        }
+        Event::Reaped { status: ExitStatus::Signaled { signal, .. }, main: true, .. } => {
+            (Level::Info, format!("Main child exited with signal (with signal '{}')", strsignal(*signal)))
+        }
+        Event::MainExited { .. } => (Level::Trace, "Exiting: child has exited".into()),
+        Event::SetupFailed { error } => (Level::Error, error.to_string()),
+        Event::NoSubreaper { error } => (Level::Error, format!("Failed to register as child subreaper: {error}")),
+        _ => return None,
+    };
+    Some((level, line(level, &text)))
+}
+
 fn exec_failure(program: &str, error: &std::io::Error) -> (i32, String) {
     let code = match error.raw_os_error() {
         Some(libc::ENOENT) => 127,
         Some(libc::EACCES) => 126,
         _ => 1,
     };
-    (code, format!("exec {program} failed: {}", super::strerror(error)))
+    (code, line(Level::Error, &format!("exec {program} failed: {}", super::strerror(error))))
 }
 
 fn fatal(message: &str) -> i32 {
-    err(&format!("{}\n", log_format(Level::Error, message)));
+    err(&format!("{}\n", line(Level::Error, message)));
     1
 }
 
@@ -93,7 +137,7 @@ pub fn main(args: &[OsString], inherited: Inherited) -> i32 {
     init.ignore = vec![Signal::TTIN, Signal::TTOU];
     init.leave_unblocked =
         vec![Signal::FPE, Signal::ILL, Signal::SEGV, Signal::BUS, Signal::ABRT, Signal::TRAP, Signal::SYS];
-    init.log_format = log_format;
+    init.report = report;
     init.exec_failure = exec_failure;
     init.group = Group::Own;
     let mut verbosity = 1;
