@@ -10,9 +10,10 @@
 //! settings) and adds what they lack: a grace period for the processes left when the
 //! command exits, or waiting for them.
 //!
-//! The loop is event-driven: one signalfd for every catchable signal, the SIGCHLD
-//! [`Reaper`] for collecting, and `poll` on the two with no timeout unless a grace period is
-//! running. An idle init never wakes up. What happens is reported as [`Event`]s, which an
+//! The loop is event-driven: one blocking signalfd for every catchable signal, SIGCHLD
+//! included, read in batches (one `read` per wake-up, as catatonit does; `poll` only while a
+//! grace period has a deadline), and a [`Reaper`] swept when SIGCHLD was among them. An idle
+//! init never wakes up. What happens is reported as [`Event`]s, which an
 //! [`Init::report`] function turns into lines on standard error (each compatibility mode
 //! words them as its peer does).
 
@@ -245,51 +246,96 @@ pub enum Event<'a> {
     },
 }
 
-/// Words an event for the log, at a level; `None` to say nothing.
-pub type Reporter = fn(&Event<'_>) -> Option<(Level, String)>;
+/// Writes an event to the log through a [`LogSink`] (nothing, if it has nothing to say).
+pub type Reporter = fn(&Event<'_>, &LogSink);
+
+/// Where a [`Reporter`] writes: standard error, one line per call, filtered by verbosity
+/// *before* anything is formatted (a busy init reports thousands of events it never shows).
+/// Writing never fails: a closed stderr must not take PID 1 down.
+#[derive(Debug)]
+pub struct LogSink {
+    verbosity: i32,
+}
+
+impl LogSink {
+    /// Whether a message of this level is shown.
+    pub fn shows(&self, level: Level) -> bool {
+        let needed = match level {
+            Level::Error => i32::MIN,
+            Level::Warn => 0,
+            Level::Info => 1,
+            Level::Debug => 2,
+            Level::Trace => 3,
+        };
+        self.verbosity >= needed
+    }
+
+    /// Writes one line, if `level` is shown.
+    pub fn say(&self, level: Level, args: std::fmt::Arguments<'_>) {
+        if self.shows(level) {
+            let mut line = Vec::with_capacity(128);
+            let _ = line.write_fmt(args);
+            line.push(b'\n');
+            let _ = std::io::stderr().write_all(&line);
+        }
+    }
+}
 
 /// forkyard's own wording: `forkyard init: ...`.
-pub fn forkyard_report(event: &Event<'_>) -> Option<(Level, String)> {
+pub fn forkyard_report(event: &Event<'_>, out: &LogSink) {
+    forkyard_words(event, out, "forkyard init")
+}
+
+/// forkyard's wording after another prefix (a compatibility mode's name).
+pub fn forkyard_words(event: &Event<'_>, out: &LogSink, p: &str) {
     use Event::*;
-    let (level, text) = match event {
-        Started { pid, command } => {
+    use Level::*;
+    match event {
+        Started { pid, command } if out.shows(Info) => {
             let cmd: Vec<_> = command.iter().map(|a| a.to_string_lossy()).collect();
-            (Level::Info, format!("started {pid}: {}", cmd.join(" ")))
+            out.say(Info, format_args!("{p}: started {pid}: {}", cmd.join(" ")));
         }
-        NoSubreaper { error } => (Level::Warn, format!("warning: {error}; orphans will not be collected by this init")),
-        NotAReaper => (
-            Level::Warn,
-            "warning: not PID 1 and not a child subreaper, so orphaned processes will not be collected here".into(),
+        NoSubreaper { error } => {
+            out.say(Warn, format_args!("{p}: warning: {error}; orphans will not be collected by this init"))
+        }
+        NotAReaper => out.say(
+            Warn,
+            format_args!(
+                "{p}: warning: not PID 1 and not a child subreaper, so orphaned processes will not be collected here"
+            ),
         ),
         DetachedTerminal { was_session_leader: true } => {
-            (Level::Debug, "gave up the terminal; ignoring the first SIGHUP and SIGCONT".into())
+            out.say(Debug, format_args!("{p}: gave up the terminal; ignoring the first SIGHUP and SIGCONT"))
         }
-        IgnoredHandoff { signal } => (Level::Debug, format!("ignored {signal} (caused by giving up the terminal)")),
-        Ignored { signal } => (Level::Debug, format!("ignored {signal}")),
-        Translated { from, to } => (Level::Debug, format!("{from} is forwarded as {to}")),
-        Dropped { signal } => (Level::Info, format!("dropped {signal}")),
-        Forwarded { signal, pid, group: false } => (Level::Info, format!("forwarded {signal} to {pid}")),
-        Forwarded { signal, pid, group: true } => (Level::Info, format!("forwarded {signal} to the group of {pid}")),
-        ForwardFailed { signal, error } => (Level::Info, format!("could not forward {signal}: {error}")),
+        IgnoredHandoff { signal } => {
+            out.say(Debug, format_args!("{p}: ignored {signal} (caused by giving up the terminal)"))
+        }
+        Ignored { signal } => out.say(Debug, format_args!("{p}: ignored {signal}")),
+        Translated { from, to } => out.say(Debug, format_args!("{p}: {from} is forwarded as {to}")),
+        Dropped { signal } => out.say(Info, format_args!("{p}: dropped {signal}")),
+        Forwarded { signal, pid, group: false } => out.say(Info, format_args!("{p}: forwarded {signal} to {pid}")),
+        Forwarded { signal, pid, group: true } => {
+            out.say(Info, format_args!("{p}: forwarded {signal} to the group of {pid}"))
+        }
+        ForwardFailed { signal, error } => out.say(Info, format_args!("{p}: could not forward {signal}: {error}")),
         ForwardedToRemaining { signal, count } => {
-            (Level::Info, format!("forwarded {signal} to {count} remaining process(es)"))
+            out.say(Info, format_args!("{p}: forwarded {signal} to {count} remaining process(es)"))
         }
-        Suspending => (Level::Debug, "stopping until SIGCONT".into()),
-        Reaped { pid, status, main: true, .. } => (Level::Info, format!("{pid} {status}")),
-        Reaped { pid, status, warn: true, .. } => (Level::Warn, format!("warning: collected zombie {pid} ({status})")),
-        Reaped { pid, status, .. } => (Level::Info, format!("collected zombie {pid} ({status})")),
-        GraceStarted { signalled, grace } => {
-            (Level::Info, format!("sent SIGTERM to {signalled} remaining process(es); waiting up to {grace:?}"))
+        Suspending => out.say(Debug, format_args!("{p}: stopping until SIGCONT")),
+        Reaped { pid, status, main: true, .. } => out.say(Info, format_args!("{p}: {pid} {status}")),
+        Reaped { pid, status, warn: true, .. } => {
+            out.say(Warn, format_args!("{p}: warning: collected zombie {pid} ({status})"))
         }
-        WaitingForAll => (Level::Info, "waiting for the remaining processes to exit".into()),
-        GraceOver { killed } => {
-            (Level::Warn, format!("warning: grace period over: sent SIGKILL to {killed} remaining process(es)"))
-        }
-        Exiting { code } => (Level::Info, format!("every process has exited; exiting with {code}")),
-        SetupFailed { error } => (Level::Error, error.to_string()),
-        _ => return None,
-    };
-    Some((level, format!("forkyard init: {text}")))
+        Reaped { pid, status, .. } => out.say(Info, format_args!("{p}: collected zombie {pid} ({status})")),
+        GraceStarted { signalled, grace } => out
+            .say(Info, format_args!("{p}: sent SIGTERM to {signalled} remaining process(es); waiting up to {grace:?}")),
+        WaitingForAll => out.say(Info, format_args!("{p}: waiting for the remaining processes to exit")),
+        GraceOver { killed } => out
+            .say(Warn, format_args!("{p}: warning: grace period over: sent SIGKILL to {killed} remaining process(es)")),
+        Exiting { code } => out.say(Info, format_args!("{p}: every process has exited; exiting with {code}")),
+        SetupFailed { error } => out.say(Error, format_args!("{p}: {error}")),
+        _ => {}
+    }
 }
 
 /// How init reports a command that could not be executed: the exit code, and the message,
@@ -396,38 +442,19 @@ impl Init {
     }
 }
 
-/// Init's log: on standard error only, one line per event, never failing (a closed stderr
-/// must not take PID 1 down).
+/// Init's log: the mode's reporter and the sink it writes to.
 struct Log {
     report: Reporter,
-    verbosity: i32,
+    sink: LogSink,
 }
 
 impl Log {
-    fn shows(&self, level: Level) -> bool {
-        let needed = match level {
-            Level::Error => i32::MIN,
-            Level::Warn => 0,
-            Level::Info => 1,
-            Level::Debug => 2,
-            Level::Trace => 3,
-        };
-        self.verbosity >= needed
+    fn new(init: &Init) -> Log {
+        Log { report: init.report, sink: LogSink { verbosity: init.verbosity } }
     }
 
     fn event(&self, event: Event<'_>) {
-        if let Some((level, text)) = (self.report)(&event) {
-            self.line(level, &text);
-        }
-    }
-
-    fn line(&self, level: Level, text: &str) {
-        if self.shows(level) {
-            let mut line = Vec::with_capacity(text.len() + 1);
-            line.extend_from_slice(text.as_bytes());
-            line.push(b'\n');
-            let _ = std::io::stderr().write_all(&line);
-        }
+        (self.report)(&event, &self.sink);
     }
 }
 
@@ -482,12 +509,12 @@ enum Phase {
 /// and becomes an exit code (1 for a setup failure, [`Init::exec_failure`] for a command that
 /// cannot be executed).
 pub fn run(init: &Init) -> i32 {
-    let log = Log { report: init.report, verbosity: init.verbosity };
+    let log = Log::new(init);
     match run_inner(init, &log) {
         Ok(code) => code,
         Err(Failure::Exec(program, e)) => {
             let (code, message) = (init.exec_failure)(&program, &e);
-            log.line(Level::Error, &message);
+            log.sink.say(Level::Error, format_args!("{message}"));
             code
         }
         Err(Failure::Setup(e)) => {
@@ -535,12 +562,11 @@ fn run_inner(init: &Init, log: &Log) -> std::result::Result<i32, Failure> {
 
     // Every signal is blocked and read from descriptors; the command gets back the mask
     // (and the dispositions we touch) that init inherited.
-    let forwarded = forwarded_set(&init.leave_unblocked);
-    let mut all = forwarded;
+    let mut all = forwarded_set(&init.leave_unblocked);
     all.insert(Signal::CHLD);
     all.block()?;
-    let mut reaper = Reaper::new(Strategy::Signal, Scope::All)?;
-    let signals = SignalFd::new(&forwarded)?;
+    let mut reaper = Reaper::new(Strategy::Manual, Scope::All)?;
+    let signals = SignalFd::blocking(&all)?;
 
     // Signals the kernel sends init itself when it gives up its terminal.
     let mut ignore_once: Vec<Signal> = Vec::new();
@@ -597,22 +623,31 @@ fn run_inner(init: &Init, log: &Log) -> std::result::Result<i32, Failure> {
 
     let mut phase = Phase::Running;
     let mut exit: Option<(ExitStatus, i32)> = None;
+    let mut batch = [crate::signal::SignalInfo::default(); 16];
     loop {
         let timeout = match phase {
+            Phase::Running | Phase::Draining { deadline: None } => None,
             Phase::Draining { deadline: Some(d) } => Some(d.saturating_duration_since(Instant::now())),
             // While killing, look again now and then for processes forked after the sweep.
             Phase::Killing => Some(Duration::from_millis(100)),
-            _ => None,
         };
-        let mut fds = [
-            libc::pollfd { fd: signals.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: reaper.as_fd().map_or(-1, |fd| fd.as_raw_fd()), events: libc::POLLIN, revents: 0 },
-        ];
-        crate::sys::poll(&mut fds, timeout).map_err(|e| Error::sys("poll", "init's signal descriptors", e))?;
-
-        while let Some(info) = signals.try_read()? {
+        // With no deadline, block in read; otherwise wait for readiness first.
+        let ready = match timeout {
+            None => true,
+            Some(t) => {
+                let mut fds = [libc::pollfd { fd: signals.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+                crate::sys::poll(&mut fds, Some(t)).map_err(|e| Error::sys("poll", "init's signalfd", e))? > 0
+            }
+        };
+        let n = if ready { signals.read_batch(&mut batch)? } else { 0 };
+        let mut chld = false;
+        for info in &batch[..n] {
             let signal = info.signal;
             log.event(Event::Received { signal });
+            if signal == Signal::CHLD {
+                chld = true;
+                continue;
+            }
             if let Some(i) = ignore_once.iter().position(|s| *s == signal) {
                 ignore_once.remove(i);
                 log.event(Event::IgnoredHandoff { signal });
@@ -624,15 +659,19 @@ fn run_inner(init: &Init, log: &Log) -> std::result::Result<i32, Failure> {
             }
             forward(init, log, signal, main, phase, &reaper);
         }
-
-        if fds[1].revents != 0 {
-            log.event(Event::Received { signal: Signal::CHLD });
-        }
-        for reaped in reaper.try_reap()? {
-            let is_main = reaped.pid == main;
-            log.event(Event::Reaped { pid: reaped.pid, status: reaped.status, main: is_main, warn: init.warn_reaped });
-            if is_main {
-                exit = Some((reaped.status, exit_code(init, reaped.status)));
+        // Without a SIGCHLD nothing can have ended (timeouts sweep anyway, to be sure).
+        if chld || !ready {
+            for reaped in reaper.try_reap()? {
+                let is_main = reaped.pid == main;
+                log.event(Event::Reaped {
+                    pid: reaped.pid,
+                    status: reaped.status,
+                    main: is_main,
+                    warn: init.warn_reaped,
+                });
+                if is_main {
+                    exit = Some((reaped.status, exit_code(init, reaped.status)));
+                }
             }
         }
 
@@ -744,7 +783,7 @@ fn open_fds() -> Vec<i32> {
 /// catatonit's pause mode: no command; collect orphans; exit 0 on SIGTERM or SIGINT and
 /// ignore every other signal.
 pub fn pause(init: &Init) -> i32 {
-    let log = Log { report: init.report, verbosity: init.verbosity };
+    let log = Log::new(init);
     match pause_inner(init, &log) {
         Ok(code) => code,
         Err(e) => {
@@ -758,28 +797,27 @@ fn pause_inner(init: &Init, log: &Log) -> Result<i32> {
     if !is_pid1() && init.subreaper != Subreaper::No {
         set_child_subreaper(true)?;
     }
-    let forwarded = forwarded_set(&init.leave_unblocked);
-    let mut all = forwarded;
+    let mut all = forwarded_set(&init.leave_unblocked);
     all.insert(Signal::CHLD);
     all.block()?;
-    let mut reaper = Reaper::new(Strategy::Signal, Scope::All)?;
-    let signals = SignalFd::new(&forwarded)?;
+    let mut reaper = Reaper::new(Strategy::Manual, Scope::All)?;
+    let signals = SignalFd::blocking(&all)?;
+    let mut batch = [crate::signal::SignalInfo::default(); 16];
     loop {
-        let mut fds = [
-            libc::pollfd { fd: signals.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: reaper.as_fd().map_or(-1, |fd| fd.as_raw_fd()), events: libc::POLLIN, revents: 0 },
-        ];
-        crate::sys::poll(&mut fds, None).map_err(|e| Error::sys("poll", "init's signal descriptors", e))?;
-        while let Some(info) = signals.try_read()? {
+        let n = signals.read_batch(&mut batch)?;
+        for info in &batch[..n] {
             log.event(Event::Received { signal: info.signal });
             if info.signal == Signal::TERM || info.signal == Signal::INT {
                 log.event(Event::Exiting { code: 0 });
                 return Ok(0);
             }
-            log.event(Event::Ignored { signal: info.signal });
-        }
-        for reaped in reaper.try_reap()? {
-            log.event(Event::Reaped { pid: reaped.pid, status: reaped.status, main: false, warn: false });
+            if info.signal == Signal::CHLD {
+                for reaped in reaper.try_reap()? {
+                    log.event(Event::Reaped { pid: reaped.pid, status: reaped.status, main: false, warn: false });
+                }
+            } else {
+                log.event(Event::Ignored { signal: info.signal });
+            }
         }
     }
 }

@@ -399,6 +399,13 @@ pub struct SignalInfo {
     pub sender_uid: u32,
 }
 
+impl Default for SignalInfo {
+    /// A placeholder (signal number 0) for buffers that [`SignalFd::read_batch`] fills.
+    fn default() -> SignalInfo {
+        SignalInfo { signal: Signal(0), code: 0, sender: None, sender_uid: 0 }
+    }
+}
+
 /// A descriptor that delivers blocked signals as data, read in an ordinary loop (no handler,
 /// no async-signal-safety rules, no lost wake-up between a check and a sleep).
 ///
@@ -419,6 +426,46 @@ impl SignalFd {
         // SAFETY: signalfd succeeded; the descriptor is ours.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(SignalFd { fd })
+    }
+
+    /// A close-on-exec signalfd for `set` whose reads block until a signal is pending: an
+    /// event loop with nothing else to wait for then needs one `read` per wake-up and no
+    /// `poll`. [`SignalFd::try_read`] and [`SignalFd::read`] must not be used on it.
+    pub fn blocking(set: &SignalSet) -> Result<SignalFd> {
+        // SAFETY: -1 asks for a new descriptor; the set is a valid sigset_t.
+        let fd = unsafe { libc::signalfd(-1, &set.0, libc::SFD_CLOEXEC) };
+        let fd = sys::cvt(fd).map_err(|e| Error::sys("signalfd", format!("{set:?}"), e))?;
+        // SAFETY: signalfd succeeded; the descriptor is ours.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(SignalFd { fd })
+    }
+
+    /// Reads every pending signal, up to `out.len()`, in one `read`; on a
+    /// [`SignalFd::blocking`] descriptor it waits for the first. Returns how many were read
+    /// (0 on a non-blocking one with nothing pending).
+    pub fn read_batch(&self, out: &mut [SignalInfo]) -> Result<usize> {
+        const N: usize = 16;
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        let mut raw = [MaybeUninit::<libc::signalfd_siginfo>::zeroed(); N];
+        let want = out.len().min(N);
+        // SAFETY: `raw` holds `N` zeroed records, so `want * size` bytes are writable.
+        let buf = unsafe { std::slice::from_raw_parts_mut(raw.as_mut_ptr().cast::<u8>(), want * size) };
+        let n = match sys::read(self.fd.as_fd(), buf) {
+            Ok(n) => n / size,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) => return Err(Error::sys("read", "a signalfd", e)),
+        };
+        for (slot, record) in out.iter_mut().zip(&raw[..n]) {
+            // SAFETY: the kernel wrote whole records into the first `n`.
+            let r = unsafe { record.assume_init_ref() };
+            *slot = SignalInfo {
+                signal: Signal(r.ssi_signo as i32),
+                code: r.ssi_code,
+                sender: Pid::new(r.ssi_pid as i32),
+                sender_uid: r.ssi_uid,
+            };
+        }
+        Ok(n)
     }
 
     /// Reads one pending signal without blocking.

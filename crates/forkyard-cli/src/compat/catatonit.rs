@@ -13,7 +13,7 @@
 use std::ffi::OsString;
 
 use forkyard::Signal;
-use forkyard::init::{AfterExit, Event, ForwardTo, Inherited, Init, JobControl, Level, Subreaper};
+use forkyard::init::{AfterExit, Event, ForwardTo, Inherited, Init, JobControl, Level, LogSink, Subreaper};
 use forkyard::spawn::Group;
 
 use super::getopt::{HasArg, Spec};
@@ -51,10 +51,9 @@ fn line(level: Level, message: &str) -> String {
     format!("{tag} (catatonit:{}): {message}", std::process::id())
 }
 
-/// catatonit's prefix on forkyard's wording.
-fn report(event: &Event<'_>) -> Option<(Level, String)> {
-    let (level, text) = forkyard::init::forkyard_report(event)?;
-    Some((level, line(level, text.trim_start_matches("forkyard init: "))))
+/// forkyard's wording, after catatonit's name.
+fn report(event: &Event<'_>, out: &LogSink) {
+    forkyard::init::forkyard_words(event, out, "catatonit")
 }
 
 fn exec_failure(_program: &str, error: &std::io::Error) -> (i32, String) {

@@ -14,7 +14,7 @@ use std::ffi::OsString;
 
 use forkyard::ExitStatus;
 use forkyard::Signal;
-use forkyard::init::{AfterExit, Event, ForwardTo, Inherited, Init, JobControl, Level, Subreaper};
+use forkyard::init::{AfterExit, Event, ForwardTo, Inherited, Init, JobControl, Level, LogSink, Subreaper};
 use forkyard::spawn::Group;
 
 use super::err;
@@ -52,39 +52,48 @@ fn help(name: &str) -> String {
 }
 
 /// dumb-init 1.2.5's debug wording, word for word (its own tests match on these lines).
-fn report(event: &Event<'_>) -> Option<(Level, String)> {
-    let text = match event {
-        Event::Started { pid, .. } => format!("Child spawned with PID {pid}."),
-        Event::DetachTerminalFailed { error } => format!(
+fn report(event: &Event<'_>, out: &LogSink) {
+    use Level::Debug;
+    let say = |args: std::fmt::Arguments<'_>| out.say(Debug, format_args!("[dumb-init] {args}"));
+    if !out.shows(Debug) {
+        if let Event::SetupFailed { error } = event {
+            out.say(Level::Error, format_args!("[dumb-init] {error}"));
+        }
+        return;
+    }
+    match event {
+        Event::Started { pid, .. } => say(format_args!("Child spawned with PID {pid}.")),
+        Event::DetachTerminalFailed { error } => say(format_args!(
             "Unable to detach from controlling tty (errno={} {}).",
             error.raw_os_error().unwrap_or(0),
             super::strerror(error)
-        ),
+        )),
         Event::DetachedTerminal { was_session_leader: true } => {
-            "Detached from controlling tty, ignoring the first SIGHUP and SIGCONT we receive.".into()
+            say(format_args!("Detached from controlling tty, ignoring the first SIGHUP and SIGCONT we receive."))
         }
         Event::DetachedTerminal { was_session_leader: false } => {
-            "Detached from controlling tty, but was not session leader.".into()
+            say(format_args!("Detached from controlling tty, but was not session leader."))
         }
-        Event::Received { signal } => format!("Received signal {}.", signal.as_raw()),
-        Event::IgnoredHandoff { signal } => format!("Ignoring tty hand-off signal {}.", signal.as_raw()),
-        Event::Translated { from, to } => format!("Translating signal {} to {}.", from.as_raw(), to.as_raw()),
-        Event::Dropped { signal } => format!("Not forwarding signal {} to children (ignored).", signal.as_raw()),
+        Event::Received { signal } => say(format_args!("Received signal {}.", signal.as_raw())),
+        Event::IgnoredHandoff { signal } => say(format_args!("Ignoring tty hand-off signal {}.", signal.as_raw())),
+        Event::Translated { from, to } => say(format_args!("Translating signal {} to {}.", from.as_raw(), to.as_raw())),
+        Event::Dropped { signal } => {
+            say(format_args!("Not forwarding signal {} to children (ignored).", signal.as_raw()))
+        }
         Event::Forwarded { signal, .. } | Event::TermOnExit { signal, .. } => {
-            format!("Forwarded signal {} to children.", signal.as_raw())
+            say(format_args!("Forwarded signal {} to children.", signal.as_raw()))
         }
-        Event::Suspending => "Suspending self due to TTY signal.".into(),
+        Event::Suspending => say(format_args!("Suspending self due to TTY signal.")),
         Event::Reaped { pid, status: ExitStatus::Exited(code), .. } => {
-            format!("A child with PID {pid} exited with exit status {code}.")
+            say(format_args!("A child with PID {pid} exited with exit status {code}."))
         }
         Event::Reaped { pid, status: ExitStatus::Signaled { signal, .. }, .. } => {
-            format!("A child with PID {pid} was terminated by signal {}.", signal.as_raw())
+            say(format_args!("A child with PID {pid} was terminated by signal {}.", signal.as_raw()))
         }
-        Event::MainExited { code, .. } => format!("Child exited with status {code}. Goodbye."),
-        Event::SetupFailed { error } => return Some((Level::Error, format!("[dumb-init] {error}"))),
-        _ => return None,
-    };
-    Some((Level::Debug, format!("[dumb-init] {text}")))
+        Event::MainExited { code, .. } => say(format_args!("Child exited with status {code}. Goodbye.")),
+        Event::SetupFailed { error } => out.say(Level::Error, format_args!("[dumb-init] {error}")),
+        _ => {}
+    }
 }
 
 fn exec_failure(program: &str, error: &std::io::Error) -> (i32, String) {

@@ -12,7 +12,7 @@ use std::ffi::OsString;
 
 use forkyard::ExitStatus;
 use forkyard::Signal;
-use forkyard::init::{AfterExit, Event, ForwardTo, Inherited, Init, JobControl, Level, Subreaper};
+use forkyard::init::{AfterExit, Event, ForwardTo, Inherited, Init, JobControl, Level, LogSink, Subreaper};
 use forkyard::spawn::Group;
 
 use super::getopt::Spec;
@@ -61,38 +61,49 @@ fn strsignal(signal: forkyard::Signal) -> String {
 }
 
 /// tini's wording.
-fn report(event: &Event<'_>) -> Option<(Level, String)> {
-    let (level, text) = match event {
+fn report(event: &Event<'_>, out: &LogSink) {
+    let say = |level: Level, args: std::fmt::Arguments<'_>| {
+        if out.shows(level) {
+            out.say(level, format_args!("{}", line(level, &args.to_string())));
+        }
+    };
+    match event {
         Event::Started { pid, command } => {
             let name = command.first().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
-            (Level::Info, format!("Spawned child process '{name}' with pid '{pid}'"))
+            say(Level::Info, format_args!("Spawned child process '{name}' with pid '{pid}'"))
         }
-        Event::NotAReaper => (
+        Event::NotAReaper => say(
             Level::Warn,
-            "Tini is not running as PID 1 and isn't registered as a child subreaper.\n\
-             Zombie processes will not be re-parented to Tini, so zombie reaping won't work.\n\
-             To fix the problem, use the -s option or set the environment variable TINI_SUBREAPER to register \
-             Tini as a child subreaper, or run Tini as PID 1."
-                .to_string(),
+            format_args!(
+                "Tini is not running as PID 1 and isn't registered as a child subreaper.\n\
+                 Zombie processes will not be re-parented to Tini, so zombie reaping won't work.\n\
+                 To fix the problem, use the -s option or set the environment variable TINI_SUBREAPER to register \
+                 Tini as a child subreaper, or run Tini as PID 1."
+            ),
         ),
-        Event::Received { signal } if *signal == forkyard::Signal::CHLD => (Level::Debug, "Received SIGCHLD".into()),
-        Event::Received { signal } => (Level::Debug, format!("Passing signal: '{}'", strsignal(*signal))),
+        Event::Received { signal } if *signal == forkyard::Signal::CHLD => {
+            say(Level::Debug, format_args!("Received SIGCHLD"))
+        }
+        Event::Received { signal } if out.shows(Level::Debug) => {
+            say(Level::Debug, format_args!("Passing signal: '{}'", strsignal(*signal)))
+        }
         Event::Reaped { pid, main: false, warn: true, .. } => {
-            (Level::Warn, format!("Reaped zombie process with pid={pid}"))
+            say(Level::Warn, format_args!("Reaped zombie process with pid={pid}"))
         }
-        Event::Reaped { pid, main: false, .. } => (Level::Debug, format!("Reaped child with pid: '{pid}'")),
+        Event::Reaped { pid, main: false, .. } => say(Level::Debug, format_args!("Reaped child with pid: '{pid}'")),
         Event::Reaped { status: ExitStatus::Exited(code), main: true, .. } => {
-            (Level::Info, format!("Main child exited normally (with status '{code}')"))
+            say(Level::Info, format_args!("Main child exited normally (with status '{code}')"))
         }
-        Event::Reaped { status: ExitStatus::Signaled { signal, .. }, main: true, .. } => {
-            (Level::Info, format!("Main child exited with signal (with signal '{}')", strsignal(*signal)))
+        Event::Reaped { status: ExitStatus::Signaled { signal, .. }, main: true, .. } if out.shows(Level::Info) => {
+            say(Level::Info, format_args!("Main child exited with signal (with signal '{}')", strsignal(*signal)))
         }
-        Event::MainExited { .. } => (Level::Trace, "Exiting: child has exited".into()),
-        Event::SetupFailed { error } => (Level::Error, error.to_string()),
-        Event::NoSubreaper { error } => (Level::Error, format!("Failed to register as child subreaper: {error}")),
-        _ => return None,
-    };
-    Some((level, line(level, &text)))
+        Event::MainExited { .. } => say(Level::Trace, format_args!("Exiting: child has exited")),
+        Event::SetupFailed { error } => say(Level::Error, format_args!("{error}")),
+        Event::NoSubreaper { error } => {
+            say(Level::Error, format_args!("Failed to register as child subreaper: {error}"))
+        }
+        _ => {}
+    }
 }
 
 fn exec_failure(program: &str, error: &std::io::Error) -> (i32, String) {

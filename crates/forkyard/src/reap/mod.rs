@@ -52,6 +52,11 @@ pub enum Strategy {
     /// epoll over the watched children's pidfds; no signal involved. Needs Linux 5.3+ and
     /// sees only children handed to [`Reaper::watch`], never adopted orphans.
     Pidfd,
+    /// No descriptor of its own: the owner reads SIGCHLD itself (typically on a signalfd
+    /// that also carries other signals, as `forkyard init` does, so that one blocking read
+    /// serves both) and calls [`Reaper::try_reap`] when it has seen one. SIGCHLD must be
+    /// blocked in every thread, as for [`Strategy::Signal`]; `wait` is refused.
+    Manual,
 }
 
 /// Which children a [`Reaper`] collects.
@@ -80,6 +85,7 @@ pub struct Reaped {
 }
 
 enum Backend {
+    Manual,
     Signal(signal::Sigchld),
     Poll(poll::Ticker),
     Pidfd(pidfd::PidfdSet),
@@ -105,6 +111,7 @@ impl Reaper {
             Signal::CHLD.set_disposition(crate::Disposition::Default)?;
         }
         let backend = match strategy {
+            Strategy::Manual => Backend::Manual,
             Strategy::Signal => Backend::Signal(signal::Sigchld::new()?),
             Strategy::Poll(interval) => Backend::Poll(poll::Ticker::new(interval)?),
             Strategy::Pidfd => {
@@ -165,7 +172,7 @@ impl Reaper {
         match &self.backend {
             Backend::Signal(s) => Some(s.as_fd()),
             Backend::Pidfd(set) => Some(set.as_fd()),
-            Backend::Poll(_) => None,
+            Backend::Poll(_) | Backend::Manual => None,
         }
     }
 
@@ -201,6 +208,12 @@ impl Reaper {
             }
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             match &mut self.backend {
+                Backend::Manual => {
+                    return Err(Error::Unsupported {
+                        what: "waiting on a manual reaper",
+                        why: "it has no event source of its own; call try_reap when SIGCHLD arrives".into(),
+                    });
+                }
                 Backend::Signal(s) => {
                     // Drain first: any exit after this point leaves a new SIGCHLD pending.
                     s.drain()?;
@@ -290,6 +303,7 @@ impl std::fmt::Debug for Reaper {
             Backend::Signal(_) => "Signal".to_string(),
             Backend::Poll(t) => format!("Poll({:?})", t.interval()),
             Backend::Pidfd(_) => "Pidfd".to_string(),
+            Backend::Manual => "Manual".to_string(),
         };
         f.debug_struct("Reaper")
             .field("strategy", &strategy)

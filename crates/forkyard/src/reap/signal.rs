@@ -47,7 +47,8 @@ impl Sigchld {
     /// Reads and discards every pending SIGCHLD: one read stands for any number of exits,
     /// and the sweep that follows finds them all.
     pub(super) fn drain(&self) -> Result<()> {
-        while self.fd.try_read()?.is_some() {}
+        // SIGCHLD is a standard signal: at most one is pending, so one read empties it.
+        self.fd.try_read()?;
         Ok(())
     }
 
