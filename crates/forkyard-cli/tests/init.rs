@@ -39,6 +39,8 @@ fn main() {
         ("the_command_starts_clean", the_command_starts_clean),
         ("exec_failures_exit_127_or_126", exec_failures_exit_127_or_126),
         ("bad_arguments_exit_2_and_start_nothing", bad_arguments_exit_2_and_start_nothing),
+        ("pdeathsig_is_forwarded_when_inits_parent_dies", pdeathsig_is_forwarded_when_inits_parent_dies),
+        ("tini_w_warns_about_each_collected_zombie", tini_w_warns_about_each_collected_zombie),
         ("the_command_owns_the_terminal", the_command_owns_the_terminal),
         ("setsid_gives_the_command_a_session_and_terminal", setsid_gives_the_command_a_session_and_terminal),
         ("tini_mode", tini_mode),
@@ -589,6 +591,37 @@ fn bad_arguments_exit_2_and_start_nothing() {
     let out = run(f, &["init", "--help"]);
     assert_eq!(code(&out), 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("--grace DURATION"));
+}
+
+fn pdeathsig_is_forwarded_when_inits_parent_dies() {
+    // sh starts init in the background and waits for its stdin to close; when sh exits,
+    // init receives USR1 (its parent-death signal), forwards it, and the command dies of it.
+    // Init, orphaned, comes to this test process (a subreaper), which reads its status.
+    let script = format!("{} init --pdeathsig USR1 -- sleep 1000 & read x || true", forkyard_bin());
+    let mut sh = Command::new("sh").args(["-c", &script]).stdin(Stdio::piped()).spawn().expect("sh");
+    let sh_pid = Pid::new(sh.id() as i32).expect("pid");
+    let init = support::wait_for("init and its command", support::PATIENCE, || {
+        let snap = Snapshot::take().expect("snapshot");
+        let init = snap.children(sh_pid).find(|p| p.comm == "forkyard")?.pid;
+        snap.children(init).any(|p| p.comm == "sleep").then_some(init)
+    });
+    drop(sh.stdin.take());
+    assert!(sh.wait().expect("sh").success());
+    let status = forkyard::Child::from_pid(init).and_then(|mut c| c.wait()).expect("init, adopted by this test");
+    assert_eq!(
+        status.code(),
+        Some((128 + libc::SIGUSR1) as u8),
+        "the command died of the forwarded parent-death signal"
+    );
+}
+
+fn tini_w_warns_about_each_collected_zombie() {
+    let dir = compat_dir();
+    let out = run(&dir.path().join("tini"), &["-s", "-w", "--", "sh", "-c", "(true &) ; sleep 0.2"]);
+    assert_eq!(code(&out), 0);
+    assert!(stderr(&out).contains("Reaped zombie process with pid="), "{}", stderr(&out));
+    let out = run(&dir.path().join("tini"), &["-s", "--", "sh", "-c", "(true &) ; sleep 0.2"]);
+    assert!(!stderr(&out).contains("Reaped zombie"), "only with -w");
 }
 
 // --- terminals -------------------------------------------------------------------------------------
