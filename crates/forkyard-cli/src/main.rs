@@ -35,6 +35,8 @@ struct Cli {
 enum Command {
     /// List processes, zombies and trees from /proc.
     Ps(cmd::ps::Args),
+    /// Run the services of forkyard.toml (or a Procfile) until they end.
+    Up(cmd::up::Args),
     /// Run a command as a container's PID 1 (see forkyard init --help).
     #[command(disable_help_flag = true)]
     Init {
@@ -97,11 +99,15 @@ fn subcommand(args: Vec<OsString>, inherited: Inherited) -> i32 {
     if let Command::Init { args } = cli.command {
         return cmd::init::main(&args, inherited);
     }
-    // As Rust programs normally do: a closed pipe becomes an EPIPE error, handled below.
+    // As Rust programs normally do (after `inherited` recorded the real disposition, which
+    // the services get back): a closed pipe becomes an EPIPE error.
     let _ = Signal::PIPE.set_disposition(Disposition::Ignore);
+    if let Command::Up(args) = &cli.command {
+        return cmd::up::run(args, inherited);
+    }
     let outcome = match cli.command {
         Command::Ps(args) => cmd::ps::run(&args),
-        Command::Init { .. } => Ok(std::process::ExitCode::SUCCESS),
+        Command::Init { .. } | Command::Up(_) => Ok(std::process::ExitCode::SUCCESS),
     };
     match outcome {
         Ok(code) if code == std::process::ExitCode::SUCCESS => 0,

@@ -42,6 +42,7 @@ pub mod signal;
 pub mod spawn;
 pub mod status;
 pub mod subreaper;
+pub mod supervise;
 mod sys;
 
 pub use child::Child;

@@ -60,6 +60,10 @@ pub struct Launch {
     pub credentials: Option<Credentials>,
     /// Bytes the child writes to standard error once its setup is done, just before `exec`.
     pub announce: Option<Vec<u8>>,
+    /// An open `cgroup.procs` (of a cgroup v2) that the child joins by writing `0` to it
+    /// first thing, so that everything it starts stays in that cgroup. The caller keeps the
+    /// descriptor open until `spawn` returns.
+    pub join_cgroup: Option<std::os::fd::RawFd>,
     /// If `LISTEN_PID` (socket activation) names this process, rename it to the child, which
     /// is the one that will use the sockets (catatonit does this). Only for a command without
     /// environment changes of its own (`Command::env`), whose `exec` reads the live
@@ -102,6 +106,13 @@ impl Launch {
 
     /// The setup itself, in the forked child.
     fn in_child(&self, parent: Pid, rewrite_listen_pid: bool) -> std::io::Result<()> {
+        if let Some(fd) = self.join_cgroup {
+            // SAFETY: a two-byte write from a static buffer to a descriptor the caller keeps
+            // open.
+            if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
         match self.group {
             Group::Inherit => {}
             // SAFETY: setpgid(0, 0) on ourselves; no memory is passed.

@@ -1,0 +1,126 @@
+//! Stopping a service means stopping everything it started.
+//!
+//! Why this module exists: a service `sh -c 'sleep A & sleep B; wait'` stopped by signalling
+//! its main process leaves both sleeps running (supervisord with defaults, runit, s6 and
+//! Horust all do). Signalling its process group is better but misses a grandchild that
+//! called `setsid` or daemonized. Where the kernel lets us, each unit gets its own cgroup
+//! (v2): every process it starts stays inside, whatever it does to its group or session, and
+//! `cgroup.kill` ends them all at once. Elsewhere (no writable cgroup2, as in many
+//! containers) the fallback is the unit's process group plus every descendant of its main
+//! process found in `/proc`; whatever escapes both is re-parented to the supervisor (a
+//! subreaper) and killed when `up` exits.
+
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use crate::procs::{ScanOptions, Snapshot};
+use crate::{Pid, Signal};
+
+/// The supervisor's private cgroup subtree: `<cgroup2 mount><own cgroup>/forkyard-<pid>`.
+#[derive(Debug)]
+pub struct Cgroups {
+    root: PathBuf,
+}
+
+/// Where cgroup2 is mounted and which cgroup this process is in, from /proc.
+fn own_cgroup_dir() -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        right.starts_with("cgroup2 ").then(|| left.split(' ').nth(4).map(str::to_string)).flatten()
+    })?;
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(Path::new(&mount).join(path.trim_start_matches('/')))
+}
+
+impl Cgroups {
+    /// Creates the subtree, or `None` where cgroup2 is missing or not writable by us.
+    pub fn create() -> Option<Cgroups> {
+        let root = own_cgroup_dir()?.join(format!("forkyard-{}", Pid::this()));
+        std::fs::create_dir(&root).ok()?;
+        let cg = Cgroups { root };
+        // A cgroup we cannot put processes in is no use: try with a probe directory.
+        let probe = cg.unit("probe").ok()?;
+        drop(probe);
+        let _ = std::fs::remove_dir(cg.root.join("probe"));
+        Some(cg)
+    }
+
+    /// The cgroup of one unit (created if needed), ready for its processes to join.
+    pub fn unit(&self, name: &str) -> io::Result<UnitCgroup> {
+        let dir = self.root.join(name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let procs = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?;
+        Ok(UnitCgroup { dir, procs: OwnedFd::from(procs) })
+    }
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&self.root);
+    }
+}
+
+/// One unit's cgroup.
+#[derive(Debug)]
+pub struct UnitCgroup {
+    dir: PathBuf,
+    procs: OwnedFd,
+}
+
+impl UnitCgroup {
+    /// The open `cgroup.procs`, which a child writes `0` to (before `exec`) to join.
+    pub fn procs_fd(&self) -> RawFd {
+        self.procs.as_raw_fd()
+    }
+
+    /// The processes in it now.
+    pub fn pids(&self) -> Vec<Pid> {
+        std::fs::read_to_string(self.dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok().and_then(Pid::new))
+            .collect()
+    }
+
+    /// Sends `signal` to every process in it; SIGKILL goes through `cgroup.kill` where the
+    /// kernel has it (5.14+), which also catches processes forking at that moment.
+    pub fn signal(&self, signal: Signal) -> usize {
+        let pids = self.pids();
+        if signal == Signal::KILL {
+            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(self.dir.join("cgroup.kill")) {
+                if f.write_all(b"1").is_ok() {
+                    return pids.len();
+                }
+            }
+        }
+        pids.iter().filter(|p| signal.send(**p).is_ok()).count()
+    }
+}
+
+/// The fallback: sends `signal` to the process group `pgid` and to every descendant of
+/// `main` found in /proc (which catches those that left the group). Returns how many.
+pub fn signal_tree(main: Pid, pgid: Pid, signal: Signal) -> usize {
+    let mut n = usize::from(signal.send_group(pgid).is_ok());
+    if let Ok(snap) = Snapshot::take_with(ScanOptions { cmdline: false, threads: 1 }) {
+        for p in snap.tree(main).iter().skip(1).map(|e| e.process) {
+            if p.pgid != pgid.as_raw() && !p.is_zombie() && signal.send(p.pid).is_ok() {
+                n += 1;
+            }
+        }
+    }
+    n
+}
