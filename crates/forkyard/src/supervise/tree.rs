@@ -36,8 +36,12 @@ fn own_cgroup_dir() -> Option<PathBuf> {
 }
 
 impl Cgroups {
-    /// Creates the subtree, or `None` where cgroup2 is missing or not writable by us.
+    /// Creates the subtree, or `None` where cgroup2 is missing or not writable by us (or
+    /// `FORKYARD_CGROUPS=0` asks for the fallback).
     pub fn create() -> Option<Cgroups> {
+        if std::env::var_os("FORKYARD_CGROUPS").is_some_and(|v| v == "0") {
+            return None;
+        }
         let root = own_cgroup_dir()?.join(format!("forkyard-{}", Pid::this()));
         std::fs::create_dir(&root).ok()?;
         let cg = Cgroups { root };

@@ -56,6 +56,10 @@ fn rerun_isolated(name: &str) -> Result<(), libtest_mimic::Failed> {
 }
 
 /// Fails if the test process still has children (running or zombie); cleans them up.
+///
+/// The cleanup kills every descendant, not just the children: a supervisor killed on its own
+/// would leave its services to be adopted by this (subreaper) process after the scan. So it
+/// kills and collects round after round until no child is left.
 fn check_nothing_left(name: &str) -> Result<(), libtest_mimic::Failed> {
     let me = Pid::this();
     let snap = Snapshot::take().map_err(|e| format!("scanning /proc after {name}: {e}"))?;
@@ -63,9 +67,19 @@ fn check_nothing_left(name: &str) -> Result<(), libtest_mimic::Failed> {
     if left.is_empty() {
         return Ok(());
     }
-    for p in snap.children(me) {
-        let _ = forkyard::Signal::KILL.send(p.pid);
-        let _ = forkyard::Child::from_pid(p.pid).and_then(|mut c| c.wait());
+    let mut snap = snap;
+    for _ in 0..100 {
+        let children: Vec<Pid> = snap.children(me).map(|p| p.pid).collect();
+        if children.is_empty() {
+            break;
+        }
+        for p in snap.descendants(me) {
+            let _ = forkyard::Signal::KILL.send(p.pid);
+        }
+        for pid in children {
+            let _ = forkyard::Child::from_pid(pid).and_then(|mut c| c.wait());
+        }
+        snap = Snapshot::take().map_err(|e| format!("scanning /proc after {name}: {e}"))?;
     }
     Err(format!("{name} left {} process(es) behind (pid state command): {left:?}", left.len()).into())
 }
@@ -74,13 +88,29 @@ fn check_nothing_left(name: &str) -> Result<(), libtest_mimic::Failed> {
 /// (a generous bound for a state that should arrive almost at once). Panics naming `what`
 /// if it never does.
 pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let mut value = None;
+    let found = wait_until(limit, || {
+        value = check();
+        value.is_some()
+    });
+    match value {
+        Some(v) if found => v,
+        _ => panic!("gave up after {limit:?} waiting for {what}"),
+    }
+}
+
+/// Polls `check` with a growing pause until it returns true or `limit` passes; says which.
+#[allow(dead_code)]
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     let mut pause = Duration::from_micros(200);
     loop {
-        if let Some(v) = check() {
-            return v;
+        if check() {
+            return true;
         }
-        assert!(Instant::now() < deadline, "gave up after {limit:?} waiting for {what}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
     }
