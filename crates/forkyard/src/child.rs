@@ -55,6 +55,11 @@ pub fn reap_dropped_children() -> usize {
 impl Child {
     /// The handle for a child we have just forked: opens its pidfd (it cannot have been
     /// reaped yet, so the PID is still ours).
+    /// A child we just made whose pidfd came with it (`clone3` with CLONE_PIDFD).
+    pub(crate) fn with_pidfd(pid: Pid, pidfd: OwnedFd) -> Child {
+        Child { pid, pidfd: Some(pidfd), ended: None }
+    }
+
     pub(crate) fn fresh(pid: Pid) -> Child {
         let pidfd = if sys::pidfds_available() { sys::pidfd_open(pid).ok() } else { None };
         Child { pid, pidfd, ended: None }

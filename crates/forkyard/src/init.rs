@@ -597,7 +597,7 @@ fn run_inner(init: &Init, log: &Log) -> std::result::Result<i32, Failure> {
         credentials: None,
         pass_listen_pid: init.pass_listen_pid,
         announce: init.child_announce.clone(),
-        join_cgroup: None,
+        cgroup: None,
     };
     let mut command = Command::new(program);
     command.args(args);

@@ -8,9 +8,20 @@
 //! `std::process::Command` (which keeps doing what it does well: arguments, environment,
 //! working directory, standard streams, `PATH` search, and reporting a failed `exec` back to
 //! the parent) and returns a pidfd-backed [`Child`].
+//!
+//! [`Launch::start`] does the same for a [`Program`] without `std::process`, because std
+//! cannot start a child inside a cgroup: it can only move it there after the fork, by a
+//! write to `cgroup.procs` that waits for an RCU grace period (about 6 ms here, on every
+//! restart of a supervised service). `start` uses `clone3` with `CLONE_INTO_CGROUP`, so the
+//! child is born in its cgroup, and gets its pidfd from the same call.
 
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 use crate::{Child, Disposition, Pid, Signal, SignalSet, sys};
@@ -60,10 +71,11 @@ pub struct Launch {
     pub credentials: Option<Credentials>,
     /// Bytes the child writes to standard error once its setup is done, just before `exec`.
     pub announce: Option<Vec<u8>>,
-    /// An open `cgroup.procs` (of a cgroup v2) that the child joins by writing `0` to it
-    /// first thing, so that everything it starts stays in that cgroup. The caller keeps the
-    /// descriptor open until `spawn` returns.
-    pub join_cgroup: Option<std::os::fd::RawFd>,
+    /// An open directory of a cgroup v2 for the child, so that everything it starts stays
+    /// in that cgroup. [`Launch::start`] has it born there (`clone3`, Linux 5.7+); otherwise
+    /// the child joins it first thing by writing `0` to its `cgroup.procs`. The caller
+    /// keeps the descriptor open until the call returns.
+    pub cgroup: Option<RawFd>,
     /// If `LISTEN_PID` (socket activation) names this process, rename it to the child, which
     /// is the one that will use the sockets (catatonit does this). Only for a command without
     /// environment changes of its own (`Command::env`), whose `exec` reads the live
@@ -106,13 +118,14 @@ impl Launch {
 
     /// The setup itself, in the forked child.
     fn in_child(&self, parent: Pid, rewrite_listen_pid: bool) -> std::io::Result<()> {
-        if let Some(fd) = self.join_cgroup {
-            // SAFETY: a two-byte write from a static buffer to a descriptor the caller keeps
-            // open.
-            if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
-                return Err(std::io::Error::last_os_error());
-            }
+        if let Some(dir) = self.cgroup {
+            join_cgroup(dir)?;
         }
+        self.setup(parent, rewrite_listen_pid)
+    }
+
+    /// Everything but the cgroup, in the child.
+    fn setup(&self, parent: Pid, rewrite_listen_pid: bool) -> std::io::Result<()> {
         match self.group {
             Group::Inherit => {}
             // SAFETY: setpgid(0, 0) on ourselves; no memory is passed.
@@ -200,6 +213,290 @@ impl Launch {
         }
         Ok(())
     }
+}
+
+/// Moves the calling process into the cgroup whose directory is open as `dir`, by writing
+/// `0` to its `cgroup.procs`. Async-signal-safe.
+fn join_cgroup(dir: RawFd) -> std::io::Result<()> {
+    // SAFETY: openat with a NUL-terminated literal relative to a directory descriptor the
+    // caller keeps open.
+    let procs = sys::cvt(unsafe { libc::openat(dir, c"cgroup.procs".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: a one-byte write from a static buffer to the descriptor just opened.
+    let written = unsafe { libc::write(procs, b"0".as_ptr().cast(), 1) };
+    let result = if written == 1 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+    // SAFETY: closing the descriptor opened above, used by nothing else.
+    unsafe { libc::close(procs) };
+    result
+}
+
+/// A program for [`Launch::start`]: what to run, with what, where.
+#[derive(Debug)]
+pub struct Program {
+    /// `argv`, the program first. A program without a `/` is searched in the `PATH` of the
+    /// child's environment.
+    pub argv: Vec<OsString>,
+    /// Variables set in the child on top of this process's environment (later ones win).
+    pub env: Vec<(OsString, OsString)>,
+    /// The working directory (`None`: ours).
+    pub cwd: Option<PathBuf>,
+    /// Standard input, output and error (`None`: ours). Closed in this process once the
+    /// child has its copies.
+    pub stdio: [Option<OwnedFd>; 3],
+}
+
+impl Program {
+    /// `argv` with our environment, directory and standard streams.
+    pub fn new<I, S>(argv: I) -> Program
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Program {
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            cwd: None,
+            stdio: [None, None, None],
+        }
+    }
+}
+
+/// What `start` prepares before the fork, so that the child allocates nothing.
+struct Prepared {
+    /// The strings own the bytes that `argv_ptrs` and `envp_ptrs` point into (a CString's
+    /// buffer stays put when the CString moves).
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
+    /// NULL-terminated arrays for execve, built before the fork.
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    /// Full paths to try, in order.
+    candidates: Vec<CString>,
+    cwd: Option<CString>,
+}
+
+fn cstring(bytes: &OsStr, what: &str) -> Result<CString> {
+    CString::new(bytes.as_bytes()).map_err(|_| {
+        Error::sys(
+            "exec",
+            format!("{what} {:?}", bytes.to_string_lossy()),
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "it contains a NUL byte"),
+        )
+    })
+}
+
+impl Prepared {
+    fn new(program: &Program) -> Result<Prepared> {
+        let Some(name) = program.argv.first() else {
+            return Err(Error::sys(
+                "exec",
+                "an empty command",
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "give at least the program"),
+            ));
+        };
+        let argv = program.argv.iter().map(|a| cstring(a, "argument")).collect::<Result<Vec<_>>>()?;
+        let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+        for (k, v) in &program.env {
+            env.retain(|(old, _)| old != k);
+            env.push((k.clone(), v.clone()));
+        }
+        let mut envp = Vec::with_capacity(env.len());
+        for (k, v) in &env {
+            let mut kv = k.clone();
+            kv.push("=");
+            kv.push(v);
+            envp.push(cstring(&kv, "environment variable")?);
+        }
+        let candidates = if name.as_bytes().contains(&b'/') {
+            vec![cstring(name, "program")?]
+        } else {
+            let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+            let path = path.unwrap_or_else(|| OsString::from("/bin:/usr/bin"));
+            let mut list = Vec::new();
+            for dir in path.as_bytes().split(|&b| b == b':') {
+                let mut full = if dir.is_empty() { b".".to_vec() } else { dir.to_vec() };
+                full.push(b'/');
+                full.extend_from_slice(name.as_bytes());
+                list.push(cstring(OsStr::from_bytes(&full), "program")?);
+            }
+            list
+        };
+        let cwd = program.cwd.as_ref().map(|c| cstring(c.as_os_str(), "directory")).transpose()?;
+        let argv_ptrs = argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        let envp_ptrs = envp.iter().map(|e| e.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        Ok(Prepared { _argv: argv, _envp: envp, argv_ptrs, envp_ptrs, candidates, cwd })
+    }
+}
+
+/// Steps of the child's start, reported back with the errno when one fails.
+const STEP_CGROUP: u8 = 1;
+const STEP_STDIO: u8 = 2;
+const STEP_CWD: u8 = 3;
+const STEP_SETUP: u8 = 4;
+const STEP_EXEC: u8 = 5;
+
+/// Set once `clone3` turned out not to support CLONE_INTO_CGROUP here.
+static NO_CLONE_INTO_CGROUP: AtomicBool = AtomicBool::new(false);
+
+impl Launch {
+    /// Starts `program` with this setup, in [`Launch::cgroup`] from birth where the kernel
+    /// allows it; returns a pidfd-backed [`Child`].
+    ///
+    /// A failure in the child (no such program, not executable, a bad directory, a setup
+    /// call refused) comes back as [`Error::Sys`] naming the step (`exec`, `chdir`, ...) and
+    /// the kernel's `errno`, after the failed child has been collected. `pass_listen_pid` is
+    /// not supported here (use [`Launch::spawn`]).
+    ///
+    /// Like [`Launch::spawn`], the child makes only system calls before `exec`: everything
+    /// it needs (arguments, environment, the paths to try, execve's pointer arrays) is
+    /// prepared before the fork, so it is safe in a multi-threaded process.
+    pub fn start(&self, program: Program) -> Result<Child> {
+        let prepared = Prepared::new(&program)?;
+        let name = program.argv[0].to_string_lossy().into_owned();
+        let (report_r, report_w) = sys::pipe().map_err(|e| Error::sys("pipe2", format!("starting '{name}'"), e))?;
+        let stdio: [Option<RawFd>; 3] = std::array::from_fn(|i| program.stdio[i].as_ref().map(|f| f.as_raw_fd()));
+        let parent = Pid::this();
+        crate::child::reap_dropped_children();
+        let mut join = None;
+        let mut forked = None;
+        if let Some(dir) = self.cgroup {
+            if !NO_CLONE_INTO_CGROUP.load(Ordering::Relaxed) {
+                // SAFETY: the child runs only `exec_child`, which makes system calls on
+                // memory prepared above and ends in execve or _exit.
+                match unsafe { sys::clone_into_cgroup(dir) } {
+                    Ok(sys::Cloned::Child) => self.exec_child(&prepared, stdio, None, parent, report_w.as_raw_fd()),
+                    Ok(sys::Cloned::Parent(pid, pidfd)) => forked = Some(Child::with_pidfd(pid, pidfd)),
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG)) => {
+                        NO_CLONE_INTO_CGROUP.store(true, Ordering::Relaxed);
+                    }
+                    Err(e) => return Err(Error::sys("clone3", format!("starting '{name}'"), e)),
+                }
+            }
+            join = Some(dir);
+        }
+        let child = match forked {
+            Some(child) => child,
+            None => {
+                // SAFETY: as above; the child also joins the cgroup itself.
+                let pid = unsafe { libc::fork() };
+                match pid {
+                    -1 => return Err(Error::last_os("fork", format!("starting '{name}'"))),
+                    0 => self.exec_child(&prepared, stdio, join, parent, report_w.as_raw_fd()),
+                    pid => Child::fresh(Pid::new(pid).ok_or_else(|| {
+                        Error::sys("fork", format!("starting '{name}'"), std::io::ErrorKind::InvalidData.into())
+                    })?),
+                }
+            }
+        };
+        drop(report_w);
+        drop(program);
+        let mut report = [0u8; 5];
+        let mut got = 0;
+        while got < report.len() {
+            match sys::read(std::os::fd::AsFd::as_fd(&report_r), &mut report[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if got == 0 {
+            return Ok(child);
+        }
+        // The child failed before or at exec and has ended: collect it, report why.
+        let mut child = child;
+        let _ = child.wait();
+        let errno = i32::from_le_bytes([report[1], report[2], report[3], report[4]]);
+        let err = std::io::Error::from_raw_os_error(errno);
+        Err(match report[0] {
+            STEP_CGROUP => Error::sys("joining the cgroup", format!("'{name}'"), err),
+            STEP_STDIO => Error::sys("dup2", format!("the standard streams of '{name}'"), err),
+            STEP_CWD => {
+                Error::sys("chdir", format!("{} for '{name}'", program_cwd(&prepared).unwrap_or_default()), err)
+            }
+            STEP_SETUP => Error::sys("setting up the child", format!("'{name}'"), err),
+            _ => Error::sys("exec", format!("'{name}'"), err),
+        })
+    }
+
+    /// The child's side of `start`: system calls only, then `execve`; on failure, the step
+    /// and errno go to `report` and the child ends with status 127.
+    fn exec_child(
+        &self,
+        prepared: &Prepared,
+        mut stdio: [Option<RawFd>; 3],
+        join: Option<RawFd>,
+        parent: Pid,
+        report: RawFd,
+    ) -> ! {
+        let fail = |step: u8, errno: i32| -> ! {
+            let e = errno.to_le_bytes();
+            let msg = [step, e[0], e[1], e[2], e[3]];
+            // SAFETY: a write of a valid buffer to the report pipe, then _exit.
+            unsafe {
+                libc::write(report, msg.as_ptr().cast(), msg.len());
+                libc::_exit(127)
+            }
+        };
+        let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        if let Some(dir) = join {
+            if let Err(e) = join_cgroup(dir) {
+                fail(STEP_CGROUP, e.raw_os_error().unwrap_or(libc::EIO));
+            }
+        }
+        // A stream whose descriptor is another stream's number (0..2) moves out of the way
+        // first, so that no dup2 below overwrites a source still to be used.
+        for (target, fd) in stdio.iter_mut().enumerate() {
+            if let Some(f) = fd {
+                if *f < 3 && *f != target as RawFd {
+                    // SAFETY: fcntl on a descriptor we hold; no memory is passed.
+                    let moved = unsafe { libc::fcntl(*f, libc::F_DUPFD_CLOEXEC, 3) };
+                    if moved < 0 {
+                        fail(STEP_STDIO, errno());
+                    }
+                    *f = moved;
+                }
+            }
+        }
+        for (target, fd) in stdio.iter().enumerate() {
+            let Some(f) = *fd else { continue };
+            // SAFETY: fcntl and dup2 on descriptors we hold; no memory is passed. dup2's copy
+            // does not have close-on-exec; a stream already in place has it cleared.
+            let ok = unsafe {
+                if f == target as RawFd { libc::fcntl(f, libc::F_SETFD, 0) } else { libc::dup2(f, target as RawFd) }
+            };
+            if ok < 0 {
+                fail(STEP_STDIO, errno());
+            }
+        }
+        if let Some(cwd) = &prepared.cwd {
+            // SAFETY: a NUL-terminated path prepared before the fork.
+            if unsafe { libc::chdir(cwd.as_ptr()) } != 0 {
+                fail(STEP_CWD, errno());
+            }
+        }
+        if let Err(e) = self.setup(parent, false) {
+            fail(STEP_SETUP, e.raw_os_error().unwrap_or(libc::EIO));
+        }
+        // As execvp: a missing file moves on to the next directory; a file that exists but
+        // cannot be run is remembered and reported if nothing else runs.
+        let mut seen_eacces = false;
+        let mut last = libc::ENOENT;
+        for path in &prepared.candidates {
+            // SAFETY: NUL-terminated strings and NULL-terminated arrays that live until here.
+            unsafe { libc::execve(path.as_ptr(), prepared.argv_ptrs.as_ptr(), prepared.envp_ptrs.as_ptr()) };
+            last = errno();
+            match last {
+                libc::EACCES => seen_eacces = true,
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                _ => fail(STEP_EXEC, last),
+            }
+        }
+        fail(STEP_EXEC, if seen_eacces { libc::EACCES } else { last })
+    }
+}
+
+fn program_cwd(prepared: &Prepared) -> Option<String> {
+    prepared.cwd.as_ref().map(|c| c.to_string_lossy().into_owned())
 }
 
 /// The supplementary groups of `user` (whose primary group is `gid`), from the group

@@ -224,6 +224,70 @@ pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Resul
     if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
+/// One side of a process made by [`clone_into_cgroup`].
+pub(crate) enum Cloned {
+    /// In the new process.
+    Child,
+    /// In the caller: the new process and a pidfd for it.
+    Parent(Pid, OwnedFd),
+}
+
+/// `struct clone_args` of `clone3(2)`, up to `cgroup` (CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_PIDFD: u64 = 0x1000;
+const CLONE_VFORK: u64 = 0x4000;
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `clone3(2)` used as `fork`, with the child born in the cgroup v2 directory `cgroup`
+/// (Linux 5.7+) and a pidfd for it. Being born there costs nothing, where moving a process
+/// by writing to `cgroup.procs` waits for an RCU grace period (milliseconds). `Err` with
+/// ENOSYS, EINVAL or E2BIG means this kernel cannot do it: fork and join instead.
+///
+/// # Safety
+///
+/// As for `fork`: until it calls `execve` or `_exit`, the child may only make
+/// async-signal-safe calls, and it must never return into the caller's normal flow.
+pub(crate) unsafe fn clone_into_cgroup(cgroup: RawFd) -> io::Result<Cloned> {
+    let mut pidfd: libc::c_int = -1;
+    let mut args = CloneArgs {
+        // CLONE_VFORK: the caller sleeps until the child has exec'd (or exited), so the two do
+        // not fight over copy-on-write pages on the way to the exec.
+        flags: CLONE_PIDFD | CLONE_INTO_CGROUP | CLONE_VFORK,
+        pidfd: (&mut pidfd as *mut libc::c_int) as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: `args` is a valid clone_args of the size we pass, and `pidfd` outlives the
+    // call; with no stack given, the child continues on a copy of ours, like fork. The
+    // caller upholds the rules for the child.
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Cloned::Child),
+        pid => {
+            let pid = Pid::new(pid as i32).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
+            // SAFETY: with CLONE_PIDFD, a successful clone3 stored a fresh descriptor we own.
+            Ok(Cloned::Parent(pid, unsafe { OwnedFd::from_raw_fd(pidfd) }))
+        }
+    }
+}
+
 /// Whether this kernel has pidfds, probed once on our own PID.
 pub(crate) fn pidfds_available() -> bool {
     // 0: unknown, 1: yes, 2: no.

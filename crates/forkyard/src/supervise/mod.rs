@@ -24,7 +24,6 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -32,7 +31,7 @@ use config::{CommandLine, Condition, Plan, Probe, Unit};
 use policy::{Decision, History};
 
 use crate::init::Inherited;
-use crate::spawn::{Credentials, Group, Launch};
+use crate::spawn::{Credentials, Group, Launch, Program};
 use crate::{Disposition, ExitStatus, Pid, Reaper, Scope, Signal, SignalFd, SignalSet, Strategy, sys};
 
 /// How `up` runs, besides the plan.
@@ -149,6 +148,10 @@ struct Supervisor {
     probe_rx: mpsc::Receiver<(usize, u64, Kind, Result<(), String>)>,
     probe_wake: OwnedFd,
     cgroups: Option<tree::Cgroups>,
+    /// Cgroups of ended runs not yet removed (a dying process can keep one busy briefly).
+    retired: Vec<tree::UnitCgroup>,
+    /// Numbers the runs' cgroups.
+    cgroup_runs: u64,
     runtime_dir: PathBuf,
     /// Shutting down, with the exit code to end with; `forced` after a second interrupt.
     shutdown: Option<(i32, bool)>,
@@ -225,6 +228,8 @@ impl Supervisor {
             probe_rx,
             probe_wake,
             cgroups: tree::Cgroups::create(),
+            retired: Vec::new(),
+            cgroup_runs: 0,
             runtime_dir,
             shutdown: None,
         })
@@ -330,21 +335,14 @@ impl Supervisor {
         })
     }
 
-    fn command_for(&self, line: &CommandLine, unit: &Unit) -> Command {
-        let mut cmd = match line {
-            CommandLine::Argv(argv) => {
-                let mut c = Command::new(&argv[0]);
-                c.args(&argv[1..]);
-                c
-            }
-            CommandLine::Shell(s) => {
-                let mut c = Command::new("/bin/sh");
-                c.arg("-c").arg(s);
-                c
-            }
+    fn command_for(&self, line: &CommandLine, unit: &Unit) -> Program {
+        let mut program = match line {
+            CommandLine::Argv(argv) => Program::new(argv),
+            CommandLine::Shell(s) => Program::new(["/bin/sh", "-c", s.as_str()]),
         };
-        cmd.current_dir(&unit.cwd).envs(unit.env.iter().map(|(k, v)| (k, v)));
-        cmd
+        program.cwd = Some(unit.cwd.clone());
+        program.env = unit.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+        program
     }
 
     fn launch(&self, i: usize) -> Result<Launch, String> {
@@ -366,16 +364,30 @@ impl Supervisor {
             credentials,
             pass_listen_pid: false,
             announce: None,
-            join_cgroup: self.states[i].cgroup.as_ref().map(|c| c.procs_fd()),
+            cgroup: self.states[i].cgroup.as_ref().map(|c| c.dir_fd()),
         })
     }
 
     fn start(&mut self, i: usize) {
         let now = Instant::now();
-        if self.cgroups.is_some() && self.states[i].cgroup.is_none() {
-            let name = self.states[i].unit.name.clone();
+        if self.cgroups.is_some() {
+            // A fresh cgroup for every run. Besides starting clean, this avoids a kernel bug
+            // (seen on 6.18): once `cgroup.kill` has been used on a cgroup, every child
+            // started in it with CLONE_INTO_CGROUP is killed at birth.
+            if let Some(old) = self.states[i].cgroup.take() {
+                old.signal(Signal::KILL);
+                self.retired.push(old);
+            }
+            self.cgroup_runs += 1;
+            let name = format!("{}@{}", self.states[i].unit.name, self.cgroup_runs);
             self.states[i].cgroup = self.cgroups.as_ref().and_then(|c| c.unit(&name).ok());
         }
+        self.spawn_and_track(i, now);
+        // Tidying the ended runs' cgroups can wait until the new run is on its way.
+        self.retired.retain(|c| !c.remove());
+    }
+
+    fn spawn_and_track(&mut self, i: usize, now: Instant) {
         match self.spawn_unit(i) {
             Ok(pid) => {
                 let s = &mut self.states[i];
@@ -420,7 +432,7 @@ impl Supervisor {
         let mut cmd = self.command_for(&unit.command, &unit);
         let (out_r, out_w) = sys::pipe().map_err(|e| format!("pipe2: {e}"))?;
         let (err_r, err_w) = sys::pipe().map_err(|e| format!("pipe2: {e}"))?;
-        cmd.stdin(Stdio::null()).stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
+        cmd.stdio = [Some(dev_null(false)?), Some(out_w), Some(err_w)];
         if matches!(unit.ready.as_ref().map(|c| &c.probe), Some(Probe::Notify)) {
             std::fs::create_dir_all(&self.runtime_dir)
                 .map_err(|e| format!("creating {}: {e}", self.runtime_dir.display()))?;
@@ -429,12 +441,12 @@ impl Supervisor {
             let sock = UnixDatagram::bind(&path).map_err(|e| format!("binding {}: {e}", path.display()))?;
             sock.set_nonblocking(true).map_err(|e| e.to_string())?;
             let _ = self.epoll.add(sock.as_fd(), token(i, 2));
-            cmd.env("NOTIFY_SOCKET", &path);
+            cmd.env.push(("NOTIFY_SOCKET".into(), path.clone().into()));
             if let Some(old) = self.states[i].notify.replace(sock) {
                 let _ = self.epoll.delete(old.as_fd());
             }
         }
-        let child = launch.spawn(&mut cmd).map_err(|e| match e {
+        let child = launch.start(cmd).map_err(|e| match e {
             crate::Error::Sys { call: "exec", source, .. } => {
                 format!("{}: {}", program_name(&unit.command), crate::error::strerror(&source))
             }
@@ -538,16 +550,27 @@ impl Supervisor {
     }
 
     fn on_unit_exit(&mut self, i: usize, status: ExitStatus) {
+        // Whatever the service left in its tree goes with it. In a cgroup, that waits until
+        // a restart is on its way (the new run gets a cgroup of its own).
+        let old_cgroup = self.states[i].cgroup.take();
+        if old_cgroup.is_none() {
+            if let Some(pid) = self.states[i].pid {
+                let _ = Signal::KILL.send_group(pid);
+            }
+        }
+        self.unit_ended(i, status);
+        if let Some(cg) = old_cgroup {
+            cg.signal(Signal::KILL);
+            if !cg.remove() {
+                self.retired.push(cg);
+            }
+        }
+    }
+
+    fn unit_ended(&mut self, i: usize, status: ExitStatus) {
         let now = Instant::now();
         self.read_output(i, false, false);
         self.read_output(i, true, false);
-        // Whatever the service left in its tree goes with it.
-        let pid = self.states[i].pid;
-        if let Some(cg) = &self.states[i].cgroup {
-            cg.signal(Signal::KILL);
-        } else if let Some(pid) = pid {
-            let _ = Signal::KILL.send_group(pid);
-        }
         let s = &mut self.states[i];
         s.pid = None;
         s.last_status = Some(status);
@@ -763,10 +786,21 @@ impl Supervisor {
             Probe::Exec(line) => {
                 let unit = self.states[i].unit.clone();
                 let mut cmd = self.command_for(line, &unit);
-                cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+                let null = dev_null(false).and_then(|r| {
+                    let w = dev_null(true)?;
+                    let w2 = w.try_clone().map_err(|e| format!("dup of /dev/null: {e}"))?;
+                    Ok([Some(r), Some(w), Some(w2)])
+                });
+                match null {
+                    Ok(null) => cmd.stdio = null,
+                    Err(e) => {
+                        self.on_check_result(i, generation, kind, Err(e));
+                        return;
+                    }
+                }
                 let launch = match self.launch(i) {
                     Ok(mut l) => {
-                        l.join_cgroup = None;
+                        l.cgroup = None;
                         l
                     }
                     Err(e) => {
@@ -774,7 +808,7 @@ impl Supervisor {
                         return;
                     }
                 };
-                match launch.spawn(&mut cmd).and_then(|c| self.reaper.watch(c)) {
+                match launch.start(cmd).and_then(|c| self.reaper.watch(c)) {
                     Ok(pid) => {
                         self.states[i].checks[kind as usize] = Some(Running::Exec(pid));
                         let at = Instant::now() + check.timeout;
@@ -931,6 +965,16 @@ fn condition_name(c: Condition) -> &'static str {
         Condition::Ready => "ready",
         Condition::CompletedSuccessfully => "completed successfully",
     }
+}
+
+/// `/dev/null`, open for reading or for writing.
+fn dev_null(write: bool) -> Result<OwnedFd, String> {
+    std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(|e| format!("opening /dev/null: {e}"))
 }
 
 fn program_name(line: &CommandLine) -> String {

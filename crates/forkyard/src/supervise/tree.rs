@@ -42,17 +42,20 @@ impl Cgroups {
         if std::env::var_os("FORKYARD_CGROUPS").is_some_and(|v| v == "0") {
             return None;
         }
-        let root = own_cgroup_dir()?.join(format!("forkyard-{}", Pid::this()));
+        let parent = own_cgroup_dir()?;
+        remove_stale(&parent);
+        let root = parent.join(format!("forkyard-{}", Pid::this()));
         std::fs::create_dir(&root).ok()?;
         let cg = Cgroups { root };
         // A cgroup we cannot put processes in is no use: try with a probe directory.
         let probe = cg.unit("probe").ok()?;
+        drop(std::fs::OpenOptions::new().write(true).open(probe.dir.join("cgroup.procs")).ok()?);
         drop(probe);
         let _ = std::fs::remove_dir(cg.root.join("probe"));
         Some(cg)
     }
 
-    /// The cgroup of one unit (created if needed), ready for its processes to join.
+    /// The cgroup of one unit (created if needed), ready for its processes to start in.
     pub fn unit(&self, name: &str) -> io::Result<UnitCgroup> {
         let dir = self.root.join(name);
         match std::fs::create_dir(&dir) {
@@ -60,8 +63,33 @@ impl Cgroups {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        let procs = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?;
-        Ok(UnitCgroup { dir, procs: OwnedFd::from(procs) })
+        // The directory itself: clone3 starts a child in the cgroup it names.
+        let handle = std::fs::File::open(&dir)?;
+        Ok(UnitCgroup { dir, handle: OwnedFd::from(handle) })
+    }
+}
+
+/// Removes the empty subtrees that a `forkyard up` killed with SIGKILL (which cannot clean
+/// up) left in `parent`: those whose PID no longer runs. A busy one stays, untouched.
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("forkyard-")).and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(units) = std::fs::read_dir(e.path()) {
+            for u in units.flatten() {
+                if u.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = std::fs::remove_dir(u.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(e.path());
     }
 }
 
@@ -82,13 +110,21 @@ impl Drop for Cgroups {
 #[derive(Debug)]
 pub struct UnitCgroup {
     dir: PathBuf,
-    procs: OwnedFd,
+    handle: OwnedFd,
 }
 
 impl UnitCgroup {
-    /// The open `cgroup.procs`, which a child writes `0` to (before `exec`) to join.
-    pub fn procs_fd(&self) -> RawFd {
-        self.procs.as_raw_fd()
+    /// Removes the cgroup if it is empty; says whether it is gone.
+    pub fn remove(&self) -> bool {
+        match std::fs::remove_dir(&self.dir) {
+            Ok(()) => true,
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        }
+    }
+
+    /// The open directory, for [`crate::spawn::Launch::cgroup`].
+    pub fn dir_fd(&self) -> RawFd {
+        self.handle.as_raw_fd()
     }
 
     /// The processes in it now.
