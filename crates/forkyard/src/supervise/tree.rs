@@ -21,6 +21,10 @@ use crate::{Pid, Signal};
 #[derive(Debug)]
 pub struct Cgroups {
     root: PathBuf,
+    /// The root directory, open and `flock`ed for as long as we live: how another `up`
+    /// tells a live subtree from one a killed `up` left behind (PIDs cannot tell: an `up`
+    /// in a PID namespace is PID 1 there, and its name says `forkyard-1`).
+    _lock: std::fs::File,
 }
 
 /// Where cgroup2 is mounted and which cgroup this process is in, from /proc.
@@ -44,9 +48,23 @@ impl Cgroups {
         }
         let parent = own_cgroup_dir()?;
         remove_stale(&parent);
-        let root = parent.join(format!("forkyard-{}", Pid::this()));
-        std::fs::create_dir(&root).ok()?;
-        let cg = Cgroups { root };
+        let me = Pid::this();
+        let mut made = None;
+        for n in 0..100 {
+            let root = parent.join(if n == 0 { format!("forkyard-{me}") } else { format!("forkyard-{me}.{n}") });
+            match std::fs::create_dir(&root) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(_) => return None,
+            }
+            let Some(lock) = lock_dir(&root) else { continue };
+            // Another up's stale sweep may have removed it between mkdir and flock.
+            if root.is_dir() {
+                made = Some(Cgroups { root, _lock: lock });
+                break;
+            }
+        }
+        let cg = made?;
         // A cgroup we cannot put processes in is no use: try with a probe directory.
         let probe = cg.unit("probe").ok()?;
         drop(std::fs::OpenOptions::new().write(true).open(probe.dir.join("cgroup.procs")).ok()?);
@@ -69,19 +87,23 @@ impl Cgroups {
     }
 }
 
-/// Removes the empty subtrees that a `forkyard up` killed with SIGKILL (which cannot clean
-/// up) left in `parent`: those whose PID no longer runs. A busy one stays, untouched.
+/// Opens `dir` and takes its `flock`; `None` if that fails or someone else holds it.
+fn lock_dir(dir: &Path) -> Option<std::fs::File> {
+    let file = std::fs::File::open(dir).ok()?;
+    // SAFETY: flock on a descriptor we own; no memory is passed.
+    (unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0).then_some(file)
+}
+
+/// Removes the subtrees that a `forkyard up` killed with SIGKILL (which cannot clean up)
+/// left in `parent`: those whose lock nobody holds. Only empty cgroups can be removed, so a
+/// process still running there keeps its cgroup.
 fn remove_stale(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else { return };
     for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("forkyard-")).and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if Path::new(&format!("/proc/{pid}")).exists() {
+        if !e.file_name().to_string_lossy().starts_with("forkyard-") {
             continue;
         }
+        let Some(_lock) = lock_dir(&e.path()) else { continue };
         if let Ok(units) = std::fs::read_dir(e.path()) {
             for u in units.flatten() {
                 if u.file_type().is_ok_and(|t| t.is_dir()) {
