@@ -3,9 +3,12 @@
 #   bench/run.sh                  every section
 #   bench/run.sh library          the library's (compare.rs): roundtrip pool reap idle ps
 #   bench/run.sh inits            the container inits (inits.rs): storm zombies idle true rss
+#   bench/run.sh supervisors      forkyard up vs supervisord, runit, s6 (supervisors.rs):
+#                                 restart tree zombies rss
 #   bench/run.sh library pool     one section
-# Needs root (PID namespaces), python3 (multiprocessing.Pool) and procps (ps). Installs the
-# peer inits from Debian's packages; builds forkyard in release mode and the static init.
+# Needs root (PID namespaces, cgroups), python3 (multiprocessing.Pool), procps (ps) and gcc.
+# Installs the peers from Debian's packages; builds forkyard in release mode and the static
+# init.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 group="${1:-all}"
@@ -27,4 +30,12 @@ if [ "$group" = all ] || [ "$group" = inits ]; then
   FORKYARD_STATIC_BIN="$(bench/build-init.sh)"
   export FORKYARD_STATIC_BIN
   cargo bench -q -p forkyard-cli --bench inits -- "$@"
+fi
+if [ "$group" = all ] || [ "$group" = supervisors ]; then
+  missing=()
+  for p in supervisord runsvdir s6-svscan; do command -v "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq supervisor runit s6 >/dev/null
+  fi
+  cargo bench -q -p forkyard-cli --bench supervisors -- "$@"
 fi
