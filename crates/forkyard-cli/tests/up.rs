@@ -47,6 +47,9 @@ fn main() {
         ("long_lines_and_unterminated_output", long_lines_and_unterminated_output),
         ("log_files_rotate", log_files_rotate),
         ("as_pid1_no_zombie_stays", as_pid1_no_zombie_stays),
+        ("a_second_interrupt_kills_at_once", a_second_interrupt_kills_at_once),
+        ("timestamps_start_every_line", timestamps_start_every_line),
+        ("colour_on_a_terminal_unless_no_color", colour_on_a_terminal_unless_no_color),
     ])
 }
 
@@ -676,4 +679,85 @@ fn as_pid1_no_zombie_stays() {
     let status = support::wait_for("up to exit", support::PATIENCE, || child.try_wait().expect("try_wait"));
     assert_eq!(status.code(), Some(128 + libc::SIGTERM));
     let _ = PathBuf::new();
+}
+
+// --- stopping at once, timestamps, colour ---------------------------------------------------
+
+fn a_second_interrupt_kills_at_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // It ignores the stop signal and would be given an hour: only the second Ctrl-C ends it
+    // within the test's patience.
+    write_config(
+        dir.path(),
+        "[services.stubborn]\ncommand = \"trap '' TERM INT; echo up; while :; do sleep 1; done\"\nstop_timeout = \"1h\"\n",
+    );
+    let mut up = Up::start(dir.path(), &[], &[]);
+    up.wait_for("stubborn | up");
+    Signal::INT.send(up.pid()).expect("first SIGINT");
+    up.wait_for("stopping stubborn (SIGTERM, then SIGKILL after 3600s)");
+    let (code, lines) = up.stop_with(Signal::INT);
+    assert!(
+        lines.iter().any(|l| l.contains("SIGINT received again: killing every service now")),
+        "{}",
+        lines.join("\n")
+    );
+    assert!(lines.iter().any(|l| l.contains("stubborn stopped (killed by SIGKILL)")), "{}", lines.join("\n"));
+    assert_eq!(code, 128 + libc::SIGINT);
+}
+
+fn timestamps_start_every_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    write_config(dir.path(), "[services.once]\ncommand = \"echo hello\"\noneshot = true\n");
+    let (code, lines) = Up::start(dir.path(), &["--timestamps"], &[]).finish();
+    assert_eq!(code, 0);
+    let stamp = regex_lite::Regex::new(r"^\d\d:\d\d:\d\d\.\d\d\d (forkyard|once    ) \| ").expect("regex");
+    assert!(lines.len() >= 3, "{}", lines.join("\n"));
+    for line in &lines {
+        assert!(stamp.is_match(line), "a line without its time: {line:?}");
+    }
+    assert!(lines.iter().any(|l| l.ends_with("once     | hello")), "{}", lines.join("\n"));
+}
+
+/// Runs `up` with its output on a pseudo-terminal; returns all it wrote.
+fn on_a_terminal(dir: &Path, envs: &[(&str, &str)]) -> String {
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty fills the two descriptors; the name, termios and size may be null.
+    let ok =
+        unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    assert_eq!(ok, 0, "openpty");
+    // SAFETY: both descriptors are fresh and ours.
+    let (master, slave) = unsafe {
+        use std::os::fd::FromRawFd;
+        (std::fs::File::from_raw_fd(master), std::os::fd::OwnedFd::from_raw_fd(slave))
+    };
+    let mut cmd = Command::new(forkyard_bin());
+    cmd.arg("up").current_dir(dir).stdin(Stdio::null()).stdout(slave.try_clone().expect("dup")).stderr(slave);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn forkyard up");
+    drop(cmd);
+    let status = support::wait_for("up to exit", support::PATIENCE, || child.try_wait().expect("try_wait"));
+    assert_eq!(status.code(), Some(0));
+    // Everything written is in the terminal's buffer; with the last slave closed, reading
+    // ends in EIO once it is drained.
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut reader = master;
+    while let Ok(n) = reader.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn colour_on_a_terminal_unless_no_color() {
+    let dir = tempfile::tempdir().expect("tmp");
+    write_config(dir.path(), "[services.once]\ncommand = \"echo hello\"\noneshot = true\n");
+    let coloured = on_a_terminal(dir.path(), &[]);
+    assert!(coloured.contains("\x1b[") && coloured.contains("hello"), "{coloured:?}");
+    let plain = on_a_terminal(dir.path(), &[("NO_COLOR", "1")]);
+    assert!(!plain.contains('\x1b') && plain.contains("once     | hello"), "{plain:?}");
 }

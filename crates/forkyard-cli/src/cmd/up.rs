@@ -26,7 +26,7 @@ pub struct Args {
     /// No colours (also with NO_COLOR set, or when the output is not a terminal).
     #[arg(long)]
     no_color: bool,
-    /// Start every line with the time.
+    /// Start every line with the time of day (UTC, to the millisecond).
     #[arg(long)]
     timestamps: bool,
     /// Procfile mode: the first PORT (then +100 per process type).
@@ -83,7 +83,9 @@ pub fn run(args: &Args, inherited: Inherited) -> i32 {
         crate::compat::out(&text);
         return 0;
     }
-    let colour = !args.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+    let colour = !args.no_color
+        && !std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+        && std::io::stdout().is_terminal();
     let options =
         supervise::Options { inherited, exit_on_first: args.exit_on_first, colour, timestamps: args.timestamps };
     supervise::run(&plan, &options)
