@@ -83,9 +83,8 @@ pub fn run(args: &Args, inherited: Inherited) -> i32 {
         crate::compat::out(&text);
         return 0;
     }
-    let colour = !args.no_color
-        && !std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
-        && std::io::stdout().is_terminal();
+    let colour =
+        !args.no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal();
     let options =
         supervise::Options { inherited, exit_on_first: args.exit_on_first, colour, timestamps: args.timestamps };
     supervise::run(&plan, &options)
