@@ -50,6 +50,7 @@ fn main() {
         ("a_second_interrupt_kills_at_once", a_second_interrupt_kills_at_once),
         ("timestamps_start_every_line", timestamps_start_every_line),
         ("colour_on_a_terminal_unless_no_color", colour_on_a_terminal_unless_no_color),
+        ("named_services_run_with_their_dependencies_only", named_services_run_with_their_dependencies_only),
     ])
 }
 
@@ -760,4 +761,19 @@ fn colour_on_a_terminal_unless_no_color() {
     assert!(coloured.contains("\x1b[") && coloured.contains("hello"), "{coloured:?}");
     let plain = on_a_terminal(dir.path(), &[("NO_COLOR", "1")]);
     assert!(!plain.contains('\x1b') && plain.contains("once     | hello"), "{plain:?}");
+}
+
+fn named_services_run_with_their_dependencies_only() {
+    let dir = tempfile::tempdir().expect("tmp");
+    write_config(
+        dir.path(),
+        "[services.db]\ncommand = \"echo db ran\"\noneshot = true\n\n[services.web]\ncommand = \"echo web ran\"\noneshot = true\ndepends_on = { db = \"completed_successfully\" }\n\n[services.other]\ncommand = \"echo other ran\"\noneshot = true\n",
+    );
+    let (code, lines) = Up::start(dir.path(), &["web"], &[]).finish();
+    assert_eq!(code, 0, "{}", lines.join("\n"));
+    assert!(lines.iter().any(|l| l.ends_with("| db ran")) && lines.iter().any(|l| l.ends_with("| web ran")));
+    assert!(!lines.iter().any(|l| l.contains("other")), "{}", lines.join("\n"));
+    let (code, lines) = Up::start(dir.path(), &["nope"], &[]).finish();
+    assert_eq!(code, 2);
+    assert!(lines.iter().any(|l| l.contains("no service named 'nope'")), "{}", lines.join("\n"));
 }

@@ -32,6 +32,9 @@ pub struct Args {
     /// Procfile mode: the first PORT (then +100 per process type).
     #[arg(long, value_name = "N", default_value_t = 5000)]
     port_base: u16,
+    /// Run only these services (and what they depend on); `web.2` names one instance.
+    #[arg(value_name = "SERVICE")]
+    services: Vec<String>,
 }
 
 fn is_procfile(path: &Path) -> bool {
@@ -52,7 +55,9 @@ fn plan(args: &Args) -> Result<config::Plan, String> {
     };
     let loaded =
         if is_procfile(&path) { config::load_procfile(&path, args.port_base) } else { config::load_toml(&path) };
-    loaded.map_err(|e| e.to_string())
+    let mut plan = loaded.map_err(|e| e.to_string())?;
+    plan.select(&args.services)?;
+    Ok(plan)
 }
 
 /// Runs `forkyard up`; returns the exit code.

@@ -164,6 +164,49 @@ pub struct Plan {
     pub from_procfile: bool,
 }
 
+impl Plan {
+    /// Keeps only the named services (a service name takes all its instances; `web.2`
+    /// names one) and everything they depend on, directly or not, in start order. An
+    /// unknown name is an error that lists the services there are.
+    pub fn select(&mut self, names: &[String]) -> Result<(), String> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut keep: Vec<bool> = vec![false; self.units.len()];
+        for name in names {
+            let mut found = false;
+            for (i, u) in self.units.iter().enumerate() {
+                if &u.service == name || &u.name == name {
+                    keep[i] = true;
+                    found = true;
+                }
+            }
+            if !found {
+                let mut services: Vec<&str> = self.units.iter().map(|u| u.service.as_str()).collect();
+                services.dedup();
+                return Err(format!(
+                    "no service named '{name}' in {}; it has: {}",
+                    self.source.display(),
+                    services.join(", ")
+                ));
+            }
+        }
+        // Units come after their dependencies, so one backward pass closes the set.
+        for i in (0..self.units.len()).rev() {
+            if keep[i] {
+                for (dep, _) in &self.units[i].depends_on {
+                    if let Some(j) = self.units.iter().position(|u| &u.name == dep) {
+                        keep[j] = true;
+                    }
+                }
+            }
+        }
+        let mut k = keep.into_iter();
+        self.units.retain(|_| k.next().unwrap_or(false));
+        Ok(())
+    }
+}
+
 // --- the file format ------------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -703,6 +746,24 @@ mod tests {
 
     fn parse(text: &str) -> Result<Plan, ConfigError> {
         parse_toml(text, Path::new("forkyard.toml"))
+    }
+
+    #[test]
+    fn selecting_services_keeps_their_dependencies() {
+        let text = "[services.db]\ncommand = \"x\"\n[services.cache]\ncommand = \"x\"\n[services.api]\ncommand = \"x\"\ndepends_on = [\"db\"]\n[services.web]\ncommand = \"x\"\ndepends_on = [\"api\"]\n[services.worker]\ncommand = \"x\"\ninstances = 2\n";
+        let names = |plan: &Plan| plan.units.iter().map(|u| u.name.clone()).collect::<Vec<_>>();
+        let mut plan = parse(text).expect("valid");
+        plan.select(&["web".into()]).expect("known");
+        assert_eq!(names(&plan), ["db", "api", "web"]);
+        let mut plan = parse(text).expect("valid");
+        plan.select(&["worker".into(), "cache".into()]).expect("known");
+        assert_eq!(names(&plan), ["cache", "worker.1", "worker.2"]);
+        let mut plan = parse(text).expect("valid");
+        plan.select(&["worker.2".into()]).expect("known");
+        assert_eq!(names(&plan), ["worker.2"]);
+        let mut plan = parse(text).expect("valid");
+        let err = plan.select(&["nope".into()]).expect_err("unknown");
+        assert!(err.contains("no service named 'nope'") && err.contains("cache, db, api, web, worker"), "{err}");
     }
 
     #[test]
