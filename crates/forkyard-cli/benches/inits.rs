@@ -10,6 +10,9 @@
 //! about PID 1 (orphans, zombies), and as a plain parent otherwise. The workloads are this
 //! bench binary itself, re-executed with `FORKYARD_BENCH_HELPER`.
 
+#[path = "../../../bench/common.rs"]
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,7 +25,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let want = |name: &str| args.is_empty() || args.iter().any(|a| a == name || a == "inits");
     let inits = inits();
-    println!("_Measured {} on {} CPUs, kernel {}._\n", date(), cpus(), kernel());
+    println!("_Measured {} on {} CPUs, kernel {}._\n", common::date(), common::cpus(), common::kernel());
     println!("| init | binary |\n|---|---|");
     for i in &inits {
         println!("| {} | `{}` ({} kB{}) |", i.name, i.path.display(), size_kb(&i.path), i.note);
@@ -189,17 +192,6 @@ fn wait_stdin() {
 
 // --- measuring ---------------------------------------------------------------------------------
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        f64::NAN
-    } else if v.len() % 2 == 1 {
-        v[v.len() / 2]
-    } else {
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-    }
-}
-
 /// A started init with its workload; stdout lines are read with `line`.
 struct Running {
     child: std::process::Child,
@@ -291,7 +283,7 @@ fn storm(inits: &[Init]) {
     }
     println!("| init | wall time | init's CPU time |");
     println!("|---|---|---|");
-    println!("| (baseline: the creator collects its own children) | {:.0} ms | — |", median(&mut base));
+    println!("| (baseline: the creator collects its own children) | {:.0} ms | — |", common::median(&mut base));
     for init in inits {
         let (mut wall, mut cpu) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
@@ -308,7 +300,7 @@ fn storm(inits: &[Init]) {
             cpu.push(cpu_time(pid).as_secs_f64() * 1e3);
             r.finish();
         }
-        println!("| {} | {:.0} ms | {:.1} ms |", init.name, median(&mut wall), median(&mut cpu));
+        println!("| {} | {:.0} ms | {:.1} ms |", init.name, common::median(&mut wall), common::median(&mut cpu));
     }
     println!();
 }
@@ -375,9 +367,9 @@ fn true_wall(inits: &[Init]) {
     }
     println!("| command | median |");
     println!("|---|---|");
-    println!("| `true` alone | {:.2} ms |", median(&mut times[0]));
+    println!("| `true` alone | {:.2} ms |", common::median(&mut times[0]));
     for (i, init) in inits.iter().enumerate() {
-        println!("| {} | {:.2} ms |", init.name, median(&mut times[i + 1]));
+        println!("| {} | {:.2} ms |", init.name, common::median(&mut times[i + 1]));
     }
     println!();
 }
@@ -404,20 +396,4 @@ fn rss(inits: &[Init]) {
 
 fn size_kb(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len() / 1024).unwrap_or(0)
-}
-
-fn date() -> String {
-    Command::new("date")
-        .args(["-u", "+%Y-%m-%d"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-fn cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
-fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
 }

@@ -17,6 +17,9 @@
 //! re-executed with `FORKYARD_BENCH_HELPER`. The bench is a child subreaper: whatever a
 //! supervisor leaves behind comes back to it, is counted, then killed and collected.
 
+#[path = "../../../bench/common.rs"]
+mod common;
+
 use std::os::unix::fs::symlink;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -39,7 +42,7 @@ fn main() {
         std::process::exit(1);
     }
     let kinds = kinds();
-    println!("_Measured {} on {} CPUs, kernel {}._\n", date(), cpus(), kernel());
+    println!("_Measured {} on {} CPUs, kernel {}._\n", common::date(), common::cpus(), common::kernel());
     println!("| supervisor | version |\n|---|---|");
     for k in &kinds {
         println!("| {} | {} |", k.name(), k.version());
@@ -463,17 +466,6 @@ fn kill_everything_left() -> usize {
     killed
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        f64::NAN
-    } else if v.len() % 2 == 1 {
-        v[v.len() / 2]
-    } else {
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-    }
-}
-
 fn range(v: &[f64]) -> String {
     let min = v.iter().copied().fold(f64::INFINITY, f64::min);
     let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -536,7 +528,7 @@ fn restart(kinds: &[Kind]) {
     println!("|---|---|---|---|---|");
     println!(
         "| (floor: the bench itself spawns the service) | {} | {} | — | — |",
-        ms(median(&mut base.clone())),
+        ms(common::median(&mut base.clone())),
         range(&base)
     );
     let mut rows: Vec<Kind> = kinds.iter().copied().filter(|k| *k != (Kind::Supervisord { group: true })).collect();
@@ -568,7 +560,7 @@ fn restart(kinds: &[Kind]) {
             r.finish();
         }
         let cell = |v: &mut Vec<f64>, n: usize| {
-            if v.len() < n { format!("{} of {n} came back", v.len()) } else { ms(median(&mut v.clone())) }
+            if v.len() < n { format!("{} of {n} came back", v.len()) } else { ms(common::median(&mut v.clone())) }
         };
         println!(
             "| {} | {} | {} | {} | {} |",
@@ -698,22 +690,4 @@ fn rss(kinds: &[Kind]) {
         println!("| {} | {} | {} kB | {} kB |", kind.name(), ours.len(), rss, pss);
     }
     println!();
-}
-
-// --- where ---------------------------------------------------------------------------------------
-
-fn date() -> String {
-    Command::new("date")
-        .args(["-u", "+%Y-%m-%d"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-fn cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
-fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
 }

@@ -8,7 +8,10 @@
 //! shared host), so compared variants are run in alternating rounds and the ratio is the
 //! median of per-round ratios, not a ratio of separately taken medians.
 
-use std::io::{Read, Write};
+#[path = "../../../bench/common.rs"]
+mod common;
+
+use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,7 +21,13 @@ use forkyard::{Fork, Pid, Pool, Reaper, Scope, Strategy};
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let want = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
-    println!("_Measured {} on {} ({} CPUs), kernel {}._\n", date(), host_cpu(), cpus(), kernel());
+    println!(
+        "_Measured {} on {} ({} CPUs), kernel {}._\n",
+        common::date(),
+        common::host_cpu(),
+        common::cpus(),
+        common::kernel()
+    );
     if want("roundtrip") {
         roundtrip();
     }
@@ -34,15 +43,6 @@ fn main() {
     if want("ps") {
         ps();
     }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -121,8 +121,8 @@ fn roundtrip() {
     for (i, (name, _)) in variants.iter().enumerate() {
         println!(
             "| {name} | {:.1} µs | {:.2}× | {:.1} + {:.1} |",
-            median(&mut times[i]),
-            median(&mut ratios[i]),
+            common::median(&mut times[i]),
+            common::median(&mut ratios[i]),
             faults[i].0 as f64 / calls,
             faults[i].1 as f64 / calls
         );
@@ -206,12 +206,17 @@ fn pool() {
     );
     println!("| | forkyard `Pool` | Python `Pool` | Python ÷ forkyard |");
     println!("|---|---|---|---|");
-    println!("| start, map, stop | {:.2} ms | {:.2} ms | {:.1}× |", median(&mut oc), median(&mut pc), median(&mut rc));
+    println!(
+        "| start, map, stop | {:.2} ms | {:.2} ms | {:.1}× |",
+        common::median(&mut oc),
+        common::median(&mut pc),
+        common::median(&mut rc)
+    );
     println!(
         "| map on a warm pool | {:.2} ms | {:.2} ms | {:.1}× |",
-        median(&mut ow),
-        median(&mut pw),
-        median(&mut rw)
+        common::median(&mut ow),
+        common::median(&mut pw),
+        common::median(&mut rw)
     );
     println!();
 }
@@ -282,7 +287,7 @@ fn reap_latency() {
         }
         println!(
             "| {name} | {:.1} µs | {:.1} µs | {:.1} µs |",
-            median(&mut lat),
+            common::median(&mut lat),
             percentile(&mut lat, 0.9),
             percentile(&mut lat, 1.0)
         );
@@ -419,42 +424,10 @@ fn ps() {
     println!("{total} processes in all; {ROUNDS} alternating rounds; output to /dev/null; {procps}.\n");
     println!("| command | median wall time | procps `ps -e` ÷ this |");
     println!("|---|---|---|");
-    let base = median(&mut times[0].clone());
+    let base = common::median(&mut times[0].clone());
     for (i, (name, _, _)) in cases.iter().enumerate() {
-        let m = median(&mut times[i]);
+        let m = common::median(&mut times[i]);
         println!("| {name} | {m:.1} ms | {:.2}× |", base / m);
     }
     println!();
-}
-
-// --- where ---------------------------------------------------------------------------------
-
-fn date() -> String {
-    Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-fn host_cpu() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
-        })
-        .unwrap_or_else(|| "an unknown CPU".into())
-}
-
-fn cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
-fn kernel() -> String {
-    let mut s = String::new();
-    std::fs::File::open("/proc/sys/kernel/osrelease").and_then(|mut f| f.read_to_string(&mut s)).ok();
-    let _ = std::io::stdout().flush();
-    s.trim().to_string()
 }
