@@ -47,3 +47,34 @@ pub fn cpus() -> usize {
 pub fn kernel() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
 }
+
+/// The floor of every fork-based call: `fork`, an `_exit(0)` in the child, `waitpid`.
+/// The caller must be single-threaded (the child only calls `_exit`).
+pub fn bare_fork() {
+    // SAFETY: the benches that call this are single-threaded; the child only calls _exit,
+    // and the parent collects its own child.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::_exit(0);
+        }
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+    }
+}
+
+/// Makes one orphan that ends at once: a child that forks and exits, so the grandchild's
+/// zombie goes to PID 1 (or the nearest subreaper). The caller must be single-threaded.
+pub fn make_orphan() {
+    // SAFETY: the benches that call this are single-threaded; the middle child forks once
+    // and both it and the grandchild only _exit; the parent collects the middle child.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::fork();
+            libc::_exit(0);
+        }
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+    }
+}

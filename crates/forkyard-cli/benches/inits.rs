@@ -109,15 +109,7 @@ fn helper_main(which: &str) -> i32 {
         "own" => {
             let n = count();
             for _ in 0..n {
-                // SAFETY: single-threaded helper; the child only _exits.
-                let pid = unsafe { libc::fork() };
-                if pid == 0 {
-                    // SAFETY: _exit never returns.
-                    unsafe { libc::_exit(0) };
-                }
-                let mut st = 0;
-                // SAFETY: collecting our own child.
-                unsafe { libc::waitpid(pid, &mut st, 0) };
+                common::bare_fork();
             }
             0
         }
@@ -126,18 +118,7 @@ fn helper_main(which: &str) -> i32 {
         "storm" => {
             let n = count();
             for _ in 0..n {
-                // SAFETY: single-threaded helper; the middle child forks once and both _exit.
-                let pid = unsafe { libc::fork() };
-                if pid == 0 {
-                    // SAFETY: as above.
-                    unsafe {
-                        libc::fork();
-                        libc::_exit(0);
-                    }
-                }
-                let mut st = 0;
-                // SAFETY: collecting the middle child.
-                unsafe { libc::waitpid(pid, &mut st, 0) };
+                common::make_orphan();
             }
             println!("done");
             let _ = std::io::stdout().flush();
@@ -155,18 +136,7 @@ fn helper_main(which: &str) -> i32 {
                 if n > 0 {
                     return 0;
                 }
-                // SAFETY: as in "storm".
-                let pid = unsafe { libc::fork() };
-                if pid == 0 {
-                    // SAFETY: as above.
-                    unsafe {
-                        libc::fork();
-                        libc::_exit(0);
-                    }
-                }
-                let mut st = 0;
-                // SAFETY: collecting the middle child.
-                unsafe { libc::waitpid(pid, &mut st, 0) };
+                common::make_orphan();
             }
         }
         // Prints "ready" and waits for stdin to close.

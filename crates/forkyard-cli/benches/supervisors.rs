@@ -84,18 +84,7 @@ fn helper_main(which: &str, started: u64) -> i32 {
         // leaving the grandchild's zombie to PID 1.
         "orphaner" => loop {
             std::thread::sleep(Duration::from_millis(200));
-            // SAFETY: single-threaded helper; the middle child forks once and both _exit.
-            let pid = unsafe { libc::fork() };
-            if pid == 0 {
-                // SAFETY: as above.
-                unsafe {
-                    libc::fork();
-                    libc::_exit(0);
-                }
-            }
-            let mut st = 0;
-            // SAFETY: collecting our own middle child.
-            unsafe { libc::waitpid(pid, &mut st, 0) };
+            common::make_orphan();
         },
         _ => 100,
     }

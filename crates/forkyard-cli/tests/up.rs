@@ -334,12 +334,15 @@ fn readiness_that_never_passes_keeps_dependents_down() {
     let dir = tempfile::tempdir().expect("tmp");
     write_config(
         dir.path(),
-        "[services.db]\ncommand = \"sleep 1000\"\nready = { exec = \"false\", interval = \"20ms\" }\n\n[services.web]\ncommand = \"echo web; sleep 1000\"\ndepends_on = { db = \"ready\" }\n",
+        "[services.db]\ncommand = \"sleep 1000\"\nready = { exec = \"echo x >> checks; false\", interval = \"20ms\" }\n\n[services.web]\ncommand = \"echo web; sleep 1000\"\ndepends_on = { db = \"ready\" }\n",
     );
     let mut up = Up::start(dir.path(), &[], &[]);
     up.wait_for("web waits for db (ready)");
-    // Several checks fail meanwhile; web must still be waiting.
-    std::thread::sleep(Duration::from_millis(300));
+    // Several checks fail meanwhile (each leaves a line in `checks`); web must still wait.
+    let checks = dir.path().join("checks");
+    support::wait_for("five failed readiness checks", support::PATIENCE, || {
+        (std::fs::read_to_string(&checks).unwrap_or_default().lines().count() >= 5).then_some(())
+    });
     let (_, lines) = up.stop_with(Signal::TERM);
     assert!(!lines.iter().any(|l| l.contains("web started")), "{}", lines.join("\n"));
 }

@@ -64,18 +64,6 @@ fn minor_faults(who: libc::c_int) -> i64 {
 
 // --- round trip ---------------------------------------------------------------------------
 
-fn bare_fork() {
-    // SAFETY: this bench is single-threaded; the child only calls _exit.
-    unsafe {
-        let pid = libc::fork();
-        if pid == 0 {
-            libc::_exit(0);
-        }
-        let mut status = 0;
-        libc::waitpid(pid, &mut status, 0);
-    }
-}
-
 fn roundtrip() {
     const ROUNDS: usize = 40;
     const PER_ROUND: usize = 100;
@@ -87,7 +75,7 @@ fn roundtrip() {
         us(t.elapsed()) / PER_ROUND as f64
     };
     let variants: [(&str, &dyn Fn()); 3] = [
-        ("bare `fork` + `_exit` + `waitpid`", &bare_fork),
+        ("bare `fork` + `_exit` + `waitpid`", &common::bare_fork),
         ("`run_in_child(|| 42u64)`", &|| {
             forkyard::run_in_child(|| 42u64).expect("child");
         }),

@@ -2,8 +2,11 @@
 //! and the process pool against the same work done in-process.
 //!
 //! Run: `cargo bench -p forkyard --bench fork`. Python's `multiprocessing.Pool` and the
-//! other peers are compared side by side by `bench/compare.py`, which reads this bench's
-//! figures too; see docs/benchmarks.md.
+//! other peers are compared side by side by `compare.rs` (`bench/run.sh library`); see
+//! docs/benchmarks.md.
+
+#[path = "../../../bench/common.rs"]
+mod common;
 
 use forkyard::Pool;
 
@@ -14,16 +17,8 @@ fn main() {
 /// The floor: what any fork-based call costs at least.
 #[divan::bench]
 fn bare_fork_exit_waitpid() {
-    // SAFETY: the bench process is single-threaded (checked by `threads_check`); the child
-    // calls only _exit.
-    unsafe {
-        let pid = libc::fork();
-        if pid == 0 {
-            libc::_exit(0);
-        }
-        let mut status = 0;
-        libc::waitpid(pid, &mut status, 0);
-    }
+    // divan runs each benchmark on one thread by default, so the process forks with one.
+    common::bare_fork();
 }
 
 /// `run_in_child` returning a small value (the seed's `task(id)`, answered).

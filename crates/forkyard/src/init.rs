@@ -51,6 +51,16 @@ impl Inherited {
             sigpipe: Signal::PIPE.disposition()?,
         })
     }
+
+    /// The dispositions to hand a started command back: SIGPIPE's always (the Rust runtime
+    /// and `std::process` change it), SIGCHLD's if it was ignored.
+    pub fn dispositions(&self) -> Vec<(Signal, Disposition)> {
+        let mut list = vec![(Signal::PIPE, self.sigpipe)];
+        if self.sigchld == Disposition::Ignore {
+            list.push((Signal::CHLD, Disposition::Ignore));
+        }
+        list
+    }
 }
 
 /// Who receives the signals init forwards while the command runs.
@@ -468,6 +478,15 @@ fn forwarded_set(leave_unblocked: &[Signal]) -> SignalSet {
     set
 }
 
+/// Blocks every signal init handles (SIGCHLD included) and opens the reaper and the
+/// blocking signalfd it reads them from.
+fn take_signals(init: &Init) -> Result<(Reaper, SignalFd)> {
+    let mut all = forwarded_set(&init.leave_unblocked);
+    all.insert(Signal::CHLD);
+    all.block()?;
+    Ok((Reaper::new(Strategy::Manual, Scope::All)?, SignalFd::blocking(&all)?))
+}
+
 /// Is the process init (PID 1 of its namespace)?
 fn is_pid1() -> bool {
     Pid::this() == Pid::INIT
@@ -562,11 +581,7 @@ fn run_inner(init: &Init, log: &Log) -> std::result::Result<i32, Failure> {
 
     // Every signal is blocked and read from descriptors; the command gets back the mask
     // (and the dispositions we touch) that init inherited.
-    let mut all = forwarded_set(&init.leave_unblocked);
-    all.insert(Signal::CHLD);
-    all.block()?;
-    let mut reaper = Reaper::new(Strategy::Manual, Scope::All)?;
-    let signals = SignalFd::blocking(&all)?;
+    let (mut reaper, signals) = take_signals(init)?;
 
     // Signals the kernel sends init itself when it gives up its terminal.
     let mut ignore_once: Vec<Signal> = Vec::new();
@@ -584,15 +599,11 @@ fn run_inner(init: &Init, log: &Log) -> std::result::Result<i32, Failure> {
         }
     }
 
-    let mut dispositions = vec![(Signal::PIPE, init.inherited.sigpipe)];
-    if init.inherited.sigchld == Disposition::Ignore {
-        dispositions.push((Signal::CHLD, Disposition::Ignore));
-    }
     let launch = Launch {
         group: init.group,
         foreground: true,
         signal_mask: Some(init.inherited.mask),
-        dispositions,
+        dispositions: init.inherited.dispositions(),
         parent_death_signal: None,
         credentials: None,
         pass_listen_pid: init.pass_listen_pid,
@@ -798,11 +809,7 @@ fn pause_inner(init: &Init, log: &Log) -> Result<i32> {
     if !is_pid1() && init.subreaper != Subreaper::No {
         set_child_subreaper(true)?;
     }
-    let mut all = forwarded_set(&init.leave_unblocked);
-    all.insert(Signal::CHLD);
-    all.block()?;
-    let mut reaper = Reaper::new(Strategy::Manual, Scope::All)?;
-    let signals = SignalFd::blocking(&all)?;
+    let (mut reaper, signals) = take_signals(init)?;
     let mut batch = [crate::signal::SignalInfo::default(); 16];
     loop {
         let n = signals.read_batch(&mut batch)?;

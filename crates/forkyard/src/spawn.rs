@@ -393,10 +393,8 @@ impl Launch {
         let mut got = 0;
         while got < report.len() {
             match sys::read(std::os::fd::AsFd::as_fd(&report_r), &mut report[got..]) {
-                Ok(0) => break,
+                Ok(0) | Err(_) => break,
                 Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
             }
         }
         if got == 0 {

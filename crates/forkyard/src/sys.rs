@@ -45,17 +45,8 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
 
 /// `read(2)`, retried on `EINTR`.
 pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: the buffer is valid for `buf.len()` writable bytes.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
+    // SAFETY: the buffer is valid for `buf.len()` writable bytes.
+    unsafe { read_raw(fd, buf.as_mut_ptr(), buf.len()) }
 }
 
 /// `read(2)` into raw memory, retried on `EINTR`.
@@ -80,21 +71,11 @@ pub(crate) unsafe fn read_raw(fd: BorrowedFd<'_>, buf: *mut u8, len: usize) -> i
 /// `read(2)` into the spare capacity of `data`, retried on `EINTR`; returns the bytes added.
 pub(crate) fn read_spare(fd: BorrowedFd<'_>, data: &mut Vec<u8>) -> io::Result<usize> {
     let spare = data.spare_capacity_mut();
-    loop {
-        // SAFETY: the spare capacity is valid for `spare.len()` writable bytes; the kernel
-        // initialises the first `n` of them, which is all we then claim.
-        let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
-        if n >= 0 {
-            let n = n as usize;
-            // SAFETY: `n` bytes past the old length were just written by the kernel.
-            unsafe { data.set_len(data.len() + n) };
-            return Ok(n);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
+    // SAFETY: the spare capacity is valid for `spare.len()` writable bytes.
+    let n = unsafe { read_raw(fd, spare.as_mut_ptr().cast(), spare.len()) }?;
+    // SAFETY: the kernel initialised the `n` bytes past the old length, all we claim.
+    unsafe { data.set_len(data.len() + n) };
+    Ok(n)
 }
 
 /// A close-on-exec eventfd, used as a one-shot "wake up" from a child.

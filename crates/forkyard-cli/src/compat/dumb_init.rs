@@ -20,7 +20,7 @@ use forkyard::spawn::Group;
 use super::err;
 use super::getopt::{HasArg, Spec};
 
-const SPEC: Spec<'static> = Spec {
+pub(super) const SPEC: Spec<'static> = Spec {
     short: "+hvVcr:",
     long: &[
         ("help", HasArg::No, 'h'),

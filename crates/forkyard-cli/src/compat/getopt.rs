@@ -154,17 +154,9 @@ mod tests {
         list.iter().map(OsString::from).collect()
     }
 
-    const TINI: Spec<'static> = Spec { short: "p:hvwgle:s", long: &[] };
-    const DUMB: Spec<'static> = Spec {
-        short: "+hvVcr:",
-        long: &[
-            ("help", HasArg::No, 'h'),
-            ("single-child", HasArg::No, 'c'),
-            ("rewrite", HasArg::Required, 'r'),
-            ("verbose", HasArg::No, 'v'),
-            ("version", HasArg::No, 'V'),
-        ],
-    };
+    // The specifications of the modes that use this parser.
+    const TINI: Spec<'static> = super::super::tini::SPEC;
+    const DUMB: Spec<'static> = super::super::dumb_init::SPEC;
 
     #[test]
     fn permutation_takes_options_from_anywhere_before_double_dash() {

@@ -18,7 +18,7 @@ use forkyard::spawn::Group;
 use super::getopt::Spec;
 use super::{err, out};
 
-const SPEC: Spec<'static> = Spec { short: "p:hvwgle:s", long: &[] };
+pub(super) const SPEC: Spec<'static> = Spec { short: "p:hvwgle:s", long: &[] };
 
 fn usage(name: &str) -> String {
     format!(

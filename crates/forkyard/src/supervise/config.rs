@@ -152,6 +152,41 @@ pub struct Unit {
     pub log_keep: u32,
 }
 
+impl Unit {
+    /// A unit with forkyard.toml's defaults: restart on failure, backoff from 100 ms to
+    /// 30 s (reset after 1 s up), at most 10 restarts a minute, SIGTERM then SIGKILL after
+    /// 10 s, logs rotated at 10 MB keeping 5.
+    pub fn new(name: &str, command: CommandLine, cwd: PathBuf) -> Unit {
+        Unit {
+            name: name.to_string(),
+            service: name.to_string(),
+            instance: None,
+            command,
+            cwd,
+            env: Vec::new(),
+            user: None,
+            group: None,
+            restart: Restart::OnFailure,
+            success_codes: vec![0],
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+            stable_after: Duration::from_secs(1),
+            max_restarts: 10,
+            restart_window: Duration::from_secs(60),
+            depends_on: Vec::new(),
+            ready: None,
+            liveness: None,
+            stop_signal: Signal::TERM,
+            stop_timeout: Duration::from_secs(10),
+            oneshot: false,
+            critical: false,
+            log_file: None,
+            log_max_size: 10 << 20,
+            log_keep: 5,
+        }
+    }
+}
+
 /// A validated configuration, in start order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -346,11 +381,34 @@ fn parse_size(text: &str) -> Option<u64> {
     n.checked_mul(scale)
 }
 
-fn command(raw: RawCommand) -> CommandLine {
+fn command(raw: &RawCommand) -> CommandLine {
     match raw {
-        RawCommand::Argv(v) => CommandLine::Argv(v),
-        RawCommand::Shell(s) => CommandLine::Shell(s),
+        RawCommand::Argv(v) => CommandLine::Argv(v.clone()),
+        RawCommand::Shell(s) => CommandLine::Shell(s.clone()),
     }
+}
+
+/// Service and process names: letters, digits, `-` and `_`.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The directory of the configuration file, absolute: what relative paths start from.
+fn base_dir(path: &Path) -> PathBuf {
+    let base =
+        path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    std::path::absolute(&base).unwrap_or(base)
+}
+
+/// An env file's variables, or the error naming its line.
+fn read_env_file(path: &Path, content: &str, service: Option<&str>) -> Result<Vec<(String, String)>, ConfigError> {
+    parse_env_file(content).map_err(|(line, message)| ConfigError {
+        file: path.display().to_string(),
+        line,
+        column: 1,
+        service: service.map(str::to_string),
+        message,
+    })
 }
 
 /// Reads a dotenv file: `KEY=VALUE` lines, `#` comments, an optional `export `, values
@@ -389,10 +447,7 @@ fn check(ctx: &Ctx<'_>, raw: &Spanned<RawCheck>, service: &str, liveness: bool) 
     let at = raw.span().start;
     let mut kinds = Vec::new();
     if let Some(c) = &r.exec {
-        kinds.push(Probe::Exec(command(match c {
-            RawCommand::Argv(v) => RawCommand::Argv(v.clone()),
-            RawCommand::Shell(s) => RawCommand::Shell(s.clone()),
-        })));
+        kinds.push(Probe::Exec(command(c)));
     }
     if let Some(t) = &r.tcp {
         if t.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
@@ -463,9 +518,7 @@ pub fn load_toml(path: &Path) -> Result<Plan, ConfigError> {
 pub fn parse_toml(text: &str, path: &Path) -> Result<Plan, ConfigError> {
     let file = path.display().to_string();
     let ctx = Ctx { file: &file, text };
-    let base =
-        path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let base = std::path::absolute(&base).unwrap_or(base);
+    let base = base_dir(path);
     let parsed: File = toml::from_str(text).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
         ctx.at(offset, None, e.message().trim().to_string())
@@ -478,22 +531,21 @@ pub fn parse_toml(text: &str, path: &Path) -> Result<Plan, ConfigError> {
     for (name, spanned) in &parsed.services {
         let at = spanned.span().start;
         let s = spanned.get_ref();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if !valid_name(name) {
             return Err(ctx.at(at, Some(name), "service names may use letters, digits, '-' and '_'"));
         }
         let Some(cmd) = &s.command else {
             return Err(ctx.at(at, Some(name), "no command: add command = \"...\" or command = [\"prog\", \"arg\"]"));
         };
-        let command_line = match cmd.get_ref() {
-            RawCommand::Argv(v) if v.is_empty() => {
-                return Err(ctx.at(cmd.span().start, Some(name), "command is empty"));
-            }
-            RawCommand::Shell(s) if s.trim().is_empty() => {
-                return Err(ctx.at(cmd.span().start, Some(name), "command is empty"));
-            }
-            RawCommand::Argv(v) => CommandLine::Argv(v.clone()),
-            RawCommand::Shell(s) => CommandLine::Shell(s.clone()),
+        let empty = match cmd.get_ref() {
+            RawCommand::Argv(v) => v.is_empty(),
+            RawCommand::Shell(s) => s.trim().is_empty(),
         };
+        if empty {
+            return Err(ctx.at(cmd.span().start, Some(name), "command is empty"));
+        }
+        // The defaults, and the command and directory.
+        let d = Unit::new(name, command(cmd.get_ref()), s.cwd.as_ref().map_or_else(|| base.clone(), |c| base.join(c)));
         let mut env = Vec::new();
         if let Some(env_file) = &s.env_file {
             let p = base.join(env_file.get_ref());
@@ -504,13 +556,7 @@ pub fn parse_toml(text: &str, path: &Path) -> Result<Plan, ConfigError> {
                     format!("env_file '{}' cannot be read: {}", p.display(), crate::error::strerror(&e)),
                 )
             })?;
-            env.extend(parse_env_file(&content).map_err(|(line, m)| ConfigError {
-                file: p.display().to_string(),
-                line,
-                column: 1,
-                service: Some(name.clone()),
-                message: m,
-            })?);
+            env.extend(read_env_file(&p, &content, Some(name))?);
         }
         env.extend(s.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let depends_on: Vec<(String, Condition)> = match &s.depends_on {
@@ -550,40 +596,35 @@ pub fn parse_toml(text: &str, path: &Path) -> Result<Plan, ConfigError> {
             Some(n) => Some(*n.get_ref()),
         };
         let log_max_size = match &s.log_max_size {
-            None => 10 << 20,
+            None => d.log_max_size,
             Some(v) => parse_size(v.get_ref()).ok_or_else(|| {
                 ctx.at(v.span().start, Some(name), format!("log_max_size '{}': write e.g. 10MB or 512KB", v.get_ref()))
             })?,
         };
         let ready = s.ready.as_ref().map(|r| check(&ctx, r, name, false)).transpose()?;
         let liveness = s.liveness.as_ref().map(|r| check(&ctx, r, name, true)).transpose()?;
-        let cwd = s.cwd.as_ref().map_or_else(|| base.clone(), |c| base.join(c));
         let template = Unit {
-            name: name.clone(),
-            service: name.clone(),
-            instance: None,
-            command: command_line,
-            cwd,
             env,
             user: s.user.clone(),
             group: s.group.clone(),
             restart: s.restart,
-            success_codes: s.success_codes.clone().unwrap_or_else(|| vec![0]),
-            backoff_initial: ctx.duration(&s.backoff_initial, Duration::from_millis(100), name, "backoff_initial")?,
-            backoff_max: ctx.duration(&s.backoff_max, Duration::from_secs(30), name, "backoff_max")?,
-            stable_after: ctx.duration(&s.stable_after, Duration::from_secs(1), name, "stable_after")?,
-            max_restarts: s.max_restarts.unwrap_or(10),
-            restart_window: ctx.duration(&s.restart_window, Duration::from_secs(60), name, "restart_window")?,
+            success_codes: s.success_codes.clone().unwrap_or_else(|| d.success_codes.clone()),
+            backoff_initial: ctx.duration(&s.backoff_initial, d.backoff_initial, name, "backoff_initial")?,
+            backoff_max: ctx.duration(&s.backoff_max, d.backoff_max, name, "backoff_max")?,
+            stable_after: ctx.duration(&s.stable_after, d.stable_after, name, "stable_after")?,
+            max_restarts: s.max_restarts.unwrap_or(d.max_restarts),
+            restart_window: ctx.duration(&s.restart_window, d.restart_window, name, "restart_window")?,
             depends_on,
             ready,
             liveness,
             stop_signal,
-            stop_timeout: ctx.duration(&s.stop_timeout, Duration::from_secs(10), name, "stop_timeout")?,
+            stop_timeout: ctx.duration(&s.stop_timeout, d.stop_timeout, name, "stop_timeout")?,
             oneshot: s.oneshot,
             critical: s.critical,
             log_file: s.log_file.as_ref().map(|f| base.join(f)),
             log_max_size,
-            log_keep: s.log_keep.unwrap_or(5),
+            log_keep: s.log_keep.unwrap_or(d.log_keep),
+            ..d
         };
         match instances {
             None => units.push(template),
@@ -668,18 +709,10 @@ pub fn load_procfile(path: &Path, port_base: u16) -> Result<Plan, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         err(1, format!("cannot read it: {} (check the path and permissions)", crate::error::strerror(&e)))
     })?;
-    let base =
-        path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let base = std::path::absolute(&base).unwrap_or(base);
+    let base = base_dir(path);
     let env_path = base.join(".env");
     let env = match std::fs::read_to_string(&env_path) {
-        Ok(t) => parse_env_file(&t).map_err(|(line, m)| ConfigError {
-            file: env_path.display().to_string(),
-            line,
-            column: 1,
-            service: None,
-            message: m,
-        })?,
+        Ok(t) => read_env_file(&env_path, &t, None)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(err(1, format!("{} cannot be read: {}", env_path.display(), crate::error::strerror(&e)))),
     };
@@ -693,7 +726,7 @@ pub fn load_procfile(path: &Path, port_base: u16) -> Result<Plan, ConfigError> {
             return Err(err(i + 1, format!("expected 'name: command', found '{line}'")));
         };
         let name = name.trim();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if !valid_name(name) {
             return Err(err(i + 1, format!("'{name}' is not a process name (letters, digits, '-' and '_')")));
         }
         if units.iter().any(|u: &Unit| u.name == name) {
@@ -706,32 +739,13 @@ pub fn load_procfile(path: &Path, port_base: u16) -> Result<Plan, ConfigError> {
         let port = u32::from(port_base) + 100 * units.len() as u32;
         let mut unit_env = env.clone();
         unit_env.push(("PORT".into(), port.to_string()));
+        // As with foreman: nothing restarts, every process is critical, 5 s to stop.
         units.push(Unit {
-            name: name.to_string(),
-            service: name.to_string(),
-            instance: None,
-            command: CommandLine::Shell(cmd.to_string()),
-            cwd: base.clone(),
             env: unit_env,
-            user: None,
-            group: None,
             restart: Restart::Never,
-            success_codes: vec![0],
-            backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(30),
-            stable_after: Duration::from_secs(1),
-            max_restarts: 10,
-            restart_window: Duration::from_secs(60),
-            depends_on: Vec::new(),
-            ready: None,
-            liveness: None,
-            stop_signal: Signal::TERM,
             stop_timeout: Duration::from_secs(5),
-            oneshot: false,
             critical: true,
-            log_file: None,
-            log_max_size: 10 << 20,
-            log_keep: 5,
+            ..Unit::new(name, CommandLine::Shell(cmd.to_string()), base.clone())
         });
     }
     if units.is_empty() {

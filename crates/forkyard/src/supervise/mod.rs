@@ -32,7 +32,7 @@ use policy::{Decision, History};
 
 use crate::init::Inherited;
 use crate::spawn::{Credentials, Group, Launch, Program};
-use crate::{Disposition, ExitStatus, Pid, Reaper, Scope, Signal, SignalFd, SignalSet, Strategy, sys};
+use crate::{ExitStatus, Pid, Reaper, Scope, Signal, SignalFd, SignalSet, Strategy, sys};
 
 /// How `up` runs, besides the plan.
 #[derive(Clone, Debug)]
@@ -261,8 +261,8 @@ impl Supervisor {
                     t => {
                         let i = ((t - 16) / 4) as usize;
                         match (t - 16) % 4 {
-                            0 => self.read_output(i, false, false),
-                            1 => self.read_output(i, true, false),
+                            0 => self.read_output(i, false),
+                            1 => self.read_output(i, true),
                             _ => self.on_notify(i),
                         }
                     }
@@ -335,31 +335,17 @@ impl Supervisor {
         })
     }
 
-    fn command_for(&self, line: &CommandLine, unit: &Unit) -> Program {
-        let mut program = match line {
-            CommandLine::Argv(argv) => Program::new(argv),
-            CommandLine::Shell(s) => Program::new(["/bin/sh", "-c", s.as_str()]),
-        };
-        program.cwd = Some(unit.cwd.clone());
-        program.env = unit.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
-        program
-    }
-
     fn launch(&self, i: usize) -> Result<Launch, String> {
         let unit = &self.states[i].unit;
         let credentials = match (&unit.user, &unit.group) {
             (None, None) => None,
             (user, group) => Some(credentials(user.as_deref(), group.as_deref())?),
         };
-        let mut dispositions = vec![(Signal::PIPE, self.options.inherited.sigpipe)];
-        if self.options.inherited.sigchld == Disposition::Ignore {
-            dispositions.push((Signal::CHLD, Disposition::Ignore));
-        }
         Ok(Launch {
             group: Group::Own,
             foreground: false,
             signal_mask: Some(self.options.inherited.mask),
-            dispositions,
+            dispositions: self.options.inherited.dispositions(),
             parent_death_signal: None,
             credentials,
             pass_listen_pid: false,
@@ -428,15 +414,16 @@ impl Supervisor {
 
     fn spawn_unit(&mut self, i: usize) -> Result<Pid, String> {
         let launch = self.launch(i)?;
-        let unit = self.states[i].unit.clone();
-        let mut cmd = self.command_for(&unit.command, &unit);
+        let unit = &self.states[i].unit;
+        let mut cmd = command_for(&unit.command, unit);
+        let notify = matches!(unit.ready.as_ref().map(|c| &c.probe), Some(Probe::Notify));
         let (out_r, out_w) = sys::pipe().map_err(|e| format!("pipe2: {e}"))?;
         let (err_r, err_w) = sys::pipe().map_err(|e| format!("pipe2: {e}"))?;
         cmd.stdio = [Some(dev_null(false)?), Some(out_w), Some(err_w)];
-        if matches!(unit.ready.as_ref().map(|c| &c.probe), Some(Probe::Notify)) {
+        if notify {
             std::fs::create_dir_all(&self.runtime_dir)
                 .map_err(|e| format!("creating {}: {e}", self.runtime_dir.display()))?;
-            let path = self.runtime_dir.join(format!("{}.notify", unit.name));
+            let path = self.runtime_dir.join(format!("{}.notify", self.states[i].unit.name));
             let _ = std::fs::remove_file(&path);
             let sock = UnixDatagram::bind(&path).map_err(|e| format!("binding {}: {e}", path.display()))?;
             sock.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -448,7 +435,7 @@ impl Supervisor {
         }
         let child = launch.start(cmd).map_err(|e| match e {
             crate::Error::Sys { call: "exec", source, .. } => {
-                format!("{}: {}", program_name(&unit.command), crate::error::strerror(&source))
+                format!("{}: {}", program_name(&self.states[i].unit.command), crate::error::strerror(&source))
             }
             other => other.to_string(),
         })?;
@@ -544,7 +531,7 @@ impl Supervisor {
         let s = &self.states[i];
         match (&s.cgroup, s.pid) {
             (Some(cg), _) => cg.signal(signal),
-            (None, Some(pid)) => tree::signal_tree(pid, pid, signal),
+            (None, Some(pid)) => tree::signal_tree(pid, signal),
             (None, None) => 0,
         }
     }
@@ -569,8 +556,8 @@ impl Supervisor {
 
     fn unit_ended(&mut self, i: usize, status: ExitStatus) {
         let now = Instant::now();
-        self.read_output(i, false, false);
-        self.read_output(i, true, false);
+        self.read_output(i, false);
+        self.read_output(i, true);
         let s = &mut self.states[i];
         s.pid = None;
         s.last_status = Some(status);
@@ -657,10 +644,11 @@ impl Supervisor {
         let (signal, timeout, generation, name) =
             (s.unit.stop_signal, s.unit.stop_timeout, s.generation, s.unit.name.clone());
         self.output.event(format_args!("stopping {name} ({signal}, then SIGKILL after {timeout:?})"));
-        // The whole process group, as a terminal would.
-        let _ = signal.send_group(pid);
-        if let Some(cg) = &self.states[i].cgroup {
-            cg.signal(signal);
+        // Everything in its cgroup, or else its whole process group, as a terminal would;
+        // never both, so that no process gets the signal twice.
+        match &self.states[i].cgroup {
+            Some(cg) => drop(cg.signal(signal)),
+            None => drop(signal.send_group(pid)),
         }
         self.timers.push(Reverse((Instant::now() + timeout, Timer::StopTimeout(i, generation))));
     }
@@ -669,9 +657,6 @@ impl Supervisor {
         for i in 0..self.states.len() {
             if matches!(self.states[i].phase, Phase::Running | Phase::Stopping) {
                 self.kill_tree(i, Signal::KILL);
-                if let Some(pid) = self.states[i].pid {
-                    let _ = Signal::KILL.send_group(pid);
-                }
             }
         }
     }
@@ -748,9 +733,6 @@ impl Supervisor {
                     if self.states[i].generation == g && self.states[i].phase == Phase::Stopping =>
                 {
                     let n = self.kill_tree(i, Signal::KILL);
-                    if let Some(pid) = self.states[i].pid {
-                        let _ = Signal::KILL.send_group(pid);
-                    }
                     let name = self.states[i].unit.name.clone();
                     self.output
                         .event(format_args!("{name} did not stop in time: sent SIGKILL to {} process(es)", n.max(1)));
@@ -784,8 +766,7 @@ impl Supervisor {
         let generation = self.states[i].generation;
         match &check.probe {
             Probe::Exec(line) => {
-                let unit = self.states[i].unit.clone();
-                let mut cmd = self.command_for(line, &unit);
+                let mut cmd = command_for(line, &self.states[i].unit);
                 let null = dev_null(false).and_then(|r| {
                     let w = dev_null(true)?;
                     let w2 = w.try_clone().map_err(|e| format!("dup of /dev/null: {e}"))?;
@@ -898,7 +879,7 @@ impl Supervisor {
 
     // --- output --------------------------------------------------------------------------
 
-    fn read_output(&mut self, i: usize, stderr: bool, _final: bool) {
+    fn read_output(&mut self, i: usize, stderr: bool) {
         let mut buf = [0u8; 64 * 1024];
         loop {
             let stream = if stderr { &mut self.states[i].err } else { &mut self.states[i].out };
@@ -957,6 +938,17 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// `line` (the unit's command or one of its checks) in the unit's directory and environment.
+fn command_for(line: &CommandLine, unit: &Unit) -> Program {
+    let mut program = match line {
+        CommandLine::Argv(argv) => Program::new(argv),
+        CommandLine::Shell(s) => Program::new(["/bin/sh", "-c", s.as_str()]),
+    };
+    program.cwd = Some(unit.cwd.clone());
+    program.env = unit.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+    program
 }
 
 fn condition_name(c: Condition) -> &'static str {

@@ -102,31 +102,9 @@ mod tests {
 
     fn unit() -> Unit {
         Unit {
-            name: "u".into(),
-            service: "u".into(),
-            instance: None,
-            command: CommandLine::Shell("true".into()),
-            cwd: ".".into(),
-            env: Vec::new(),
-            user: None,
-            group: None,
-            restart: Restart::OnFailure,
-            success_codes: vec![0],
-            backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(1),
-            stable_after: Duration::from_secs(1),
             max_restarts: 3,
-            restart_window: Duration::from_secs(60),
-            depends_on: Vec::new(),
-            ready: None,
-            liveness: None,
-            stop_signal: Signal::TERM,
-            stop_timeout: Duration::from_secs(10),
-            oneshot: false,
-            critical: false,
-            log_file: None,
-            log_max_size: 1 << 20,
-            log_keep: 1,
+            ..Unit::new("u", CommandLine::Shell("true".into()), ".".into())
         }
     }
 

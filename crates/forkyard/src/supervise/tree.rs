@@ -104,27 +104,25 @@ fn remove_stale(parent: &Path) {
             continue;
         }
         let Some(_lock) = lock_dir(&e.path()) else { continue };
-        if let Ok(units) = std::fs::read_dir(e.path()) {
-            for u in units.flatten() {
-                if u.file_type().is_ok_and(|t| t.is_dir()) {
-                    let _ = std::fs::remove_dir(u.path());
-                }
+        remove_subtree(&e.path());
+    }
+}
+
+/// Removes a subtree root and its unit cgroups, as far as they are empty.
+fn remove_subtree(root: &Path) {
+    if let Ok(units) = std::fs::read_dir(root) {
+        for u in units.flatten() {
+            if u.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = std::fs::remove_dir(u.path());
             }
         }
-        let _ = std::fs::remove_dir(e.path());
     }
+    let _ = std::fs::remove_dir(root);
 }
 
 impl Drop for Cgroups {
     fn drop(&mut self) {
-        if let Ok(entries) = std::fs::read_dir(&self.root) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    let _ = std::fs::remove_dir(e.path());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir(&self.root);
+        remove_subtree(&self.root);
     }
 }
 
@@ -173,9 +171,11 @@ impl UnitCgroup {
     }
 }
 
-/// The fallback: sends `signal` to the process group `pgid` and to every descendant of
-/// `main` found in /proc (which catches those that left the group). Returns how many.
-pub fn signal_tree(main: Pid, pgid: Pid, signal: Signal) -> usize {
+/// The fallback: sends `signal` to the process group that `main` leads and to every
+/// descendant of `main` found in /proc (which catches those that left the group). Returns
+/// how many.
+pub fn signal_tree(main: Pid, signal: Signal) -> usize {
+    let pgid = main;
     let mut n = usize::from(signal.send_group(pgid).is_ok());
     if let Ok(snap) = Snapshot::take_with(ScanOptions { cmdline: false, threads: 1 }) {
         for p in snap.tree(main).iter().skip(1).map(|e| e.process) {
