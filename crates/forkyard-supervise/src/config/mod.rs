@@ -72,12 +72,23 @@ pub enum Probe {
     Exec(CommandLine),
     /// A TCP port that accepts a connection (`host:port`).
     Tcp(String),
-    /// An HTTP GET that answers 2xx (`http://host:port/path`).
-    Http(String),
+    /// An HTTP(S) GET that answers with an expected status.
+    Http(HttpCheck),
     /// A line of the service's output matching this regular expression (readiness only).
     Log(String),
     /// `READY=1` on the datagram socket named by `NOTIFY_SOCKET` (readiness only).
     Notify,
+}
+
+/// An HTTP(S) check: `GET url` with `headers`, passing on one of `status` (any 2xx when empty).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCheck {
+    /// `http://host:port/path` or `https://...`.
+    pub url: String,
+    /// Extra request headers.
+    pub headers: Vec<(String, String)>,
+    /// The statuses that pass; empty means any 2xx.
+    pub status: Vec<u16>,
 }
 
 /// A probe with its timing.
@@ -93,6 +104,9 @@ pub struct Check {
     pub failure_threshold: u32,
     /// For liveness: time after start before the first check.
     pub initial_delay: Duration,
+    /// For readiness: past this time after start without passing, the service is marked
+    /// failed and its dependents blocked (`None`: wait for ever).
+    pub deadline: Option<Duration>,
 }
 
 /// One process to supervise (a service, or one instance of it).
@@ -459,7 +473,7 @@ fn check(ctx: &Ctx<'_>, raw: &Spanned<RawCheck>, service: &str, liveness: bool) 
         if !h.starts_with("http://") {
             return Err(ctx.at(at, Some(service), format!("http = \"{h}\": expected http://host:port/path")));
         }
-        kinds.push(Probe::Http(h.clone()));
+        kinds.push(Probe::Http(HttpCheck { url: h.clone(), headers: Vec::new(), status: Vec::new() }));
     }
     if let Some(l) = &r.log {
         if liveness {
@@ -497,6 +511,7 @@ fn check(ctx: &Ctx<'_>, raw: &Spanned<RawCheck>, service: &str, liveness: bool) 
         timeout: ctx.duration(&r.timeout, Duration::from_secs(if liveness { 5 } else { 2 }), service, "timeout")?,
         failure_threshold: r.failure_threshold.unwrap_or(3).max(1),
         initial_delay: ctx.duration(&r.initial_delay, Duration::ZERO, service, "initial_delay")?,
+        deadline: None,
     })
 }
 
