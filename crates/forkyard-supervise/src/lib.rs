@@ -20,3 +20,5 @@ pub mod logs;
 pub mod policy;
 pub mod probe;
 pub mod tree;
+pub mod machine;
+pub mod notice;

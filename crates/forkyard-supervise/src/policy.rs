@@ -12,13 +12,28 @@
 //!   (`always`, `on-failure`, `never`);
 //! - a run of at least `stable_after` restarts at once and resets the backoff; a shorter one
 //!   waits the current backoff, which doubles from `backoff_initial` up to `backoff_max`;
-//! - more than `max_restarts` restarts within `restart_window` mark the unit failed.
+//! - more than `max_restarts` restarts within `restart_window` mark the unit failed;
+//! - a start that failed (no such program, a bad directory, an unknown user) never counts as
+//!   a stable run, and is retried no sooner than [`MIN_RETRY_AFTER_FAILED_START`]: nothing
+//!   that made it fail can be fixed faster, and a zero backoff must not become a busy loop.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::config::{Restart, Unit};
 use forkyard::ExitStatus;
+
+/// The shortest wait before retrying a start that failed.
+pub const MIN_RETRY_AFTER_FAILED_START: Duration = Duration::from_millis(100);
+
+/// How the run that just ended went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ran {
+    /// Its process ran for this long.
+    For(Duration),
+    /// Its process could not be started.
+    NotStarted,
+}
 
 /// A unit's recent restarts and current backoff.
 #[derive(Clone, Debug, Default)]
@@ -39,8 +54,12 @@ pub enum Decision {
     },
     /// Leave it down for good: its restart budget is spent.
     GiveUp {
-        /// Why, for the log.
-        reason: String,
+        /// Restarts counted within the window.
+        restarts: u32,
+        /// The window (`restart_window`).
+        window: Duration,
+        /// The budget (`max_restarts`).
+        max: u32,
     },
 }
 
@@ -49,9 +68,9 @@ pub fn is_success(unit: &Unit, status: ExitStatus) -> bool {
     status.code().is_some_and(|c| unit.success_codes.contains(&c))
 }
 
-/// Decides what follows an exit of `unit` after it ran for `ran_for`, at time `now`, and
-/// records the restart in `history` if there is one.
-pub fn after_exit(unit: &Unit, status: ExitStatus, ran_for: Duration, history: &mut History, now: Instant) -> Decision {
+/// Decides what follows an exit of `unit` after its run `ran`, at time `now`, and records the
+/// restart in `history` if there is one.
+pub fn after_exit(unit: &Unit, status: ExitStatus, ran: Ran, history: &mut History, now: Instant) -> Decision {
     let success = is_success(unit, status);
     if unit.oneshot && success {
         return Decision::Done { success: true };
@@ -64,32 +83,33 @@ pub fn after_exit(unit: &Unit, status: ExitStatus, ran_for: Duration, history: &
     if !restart {
         return Decision::Done { success };
     }
-    decide_restart(unit, history, ran_for, now)
+    decide_restart(unit, history, ran, now)
 }
 
 /// The restart half of [`after_exit`], also used when a liveness check restarts a unit.
-pub fn decide_restart(unit: &Unit, history: &mut History, ran_for: Duration, now: Instant) -> Decision {
+pub fn decide_restart(unit: &Unit, history: &mut History, ran: Ran, now: Instant) -> Decision {
     while history.restarts.front().is_some_and(|t| now.duration_since(*t) >= unit.restart_window) {
         history.restarts.pop_front();
     }
     if history.restarts.len() as u32 >= unit.max_restarts {
         return Decision::GiveUp {
-            reason: format!(
-                "restarted {} times within {:?} (max_restarts = {}); giving up",
-                history.restarts.len(),
-                unit.restart_window,
-                unit.max_restarts
-            ),
+            restarts: u32::try_from(history.restarts.len()).unwrap_or(u32::MAX),
+            window: unit.restart_window,
+            max: unit.max_restarts,
         };
     }
-    let delay = if ran_for >= unit.stable_after {
-        history.backoff = None;
-        Duration::ZERO
-    } else {
-        let delay = history.backoff.unwrap_or(unit.backoff_initial).min(unit.backoff_max);
-        history.backoff = Some((delay * 2).min(unit.backoff_max).max(unit.backoff_initial));
-        delay
+    let delay = match ran {
+        Ran::For(ran_for) if ran_for >= unit.stable_after => {
+            history.backoff = None;
+            Duration::ZERO
+        }
+        _ => {
+            let delay = history.backoff.unwrap_or(unit.backoff_initial).min(unit.backoff_max);
+            history.backoff = Some((delay * 2).min(unit.backoff_max).max(unit.backoff_initial));
+            delay
+        }
     };
+    let delay = if ran == Ran::NotStarted { delay.max(MIN_RETRY_AFTER_FAILED_START) } else { delay };
     history.restarts.push_back(now + delay);
     Decision::Restart(delay)
 }
@@ -110,8 +130,8 @@ mod tests {
 
     const FAIL: ExitStatus = ExitStatus::Exited(1);
     const OK: ExitStatus = ExitStatus::Exited(0);
-    const QUICK: Duration = Duration::from_millis(10);
-    const LONG: Duration = Duration::from_secs(5);
+    const QUICK: Ran = Ran::For(Duration::from_millis(10));
+    const LONG: Ran = Ran::For(Duration::from_secs(5));
 
     #[test]
     fn policies_decide_who_restarts() {
@@ -179,12 +199,36 @@ mod tests {
             assert!(matches!(after_exit(&u, FAIL, LONG, &mut h, now), Decision::Restart(_)));
             now += Duration::from_secs(1);
         }
-        match after_exit(&u, FAIL, LONG, &mut h, now) {
-            Decision::GiveUp { reason } => assert!(reason.contains("restarted 3 times"), "{reason}"),
-            other => panic!("expected GiveUp, got {other:?}"),
-        }
+        assert_eq!(
+            after_exit(&u, FAIL, LONG, &mut h, now),
+            Decision::GiveUp { restarts: 3, window: Duration::from_secs(60), max: 3 }
+        );
         // Once the window has moved on, restarts are allowed again.
         now += Duration::from_secs(60);
         assert!(matches!(after_exit(&u, FAIL, LONG, &mut h, now), Decision::Restart(_)));
+    }
+
+    #[test]
+    fn a_failed_start_is_never_stable_and_never_a_busy_loop() {
+        let t = Instant::now();
+        let mut u = unit();
+        u.stable_after = Duration::ZERO;
+        u.backoff_initial = Duration::ZERO;
+        u.backoff_max = Duration::ZERO;
+        u.restart_window = Duration::ZERO;
+        u.max_restarts = 10_000;
+        let mut h = History::default();
+        let status = ExitStatus::Exited(127);
+        // A run of any length is stable with stable_after = 0: at once.
+        assert_eq!(after_exit(&u, status, Ran::For(Duration::ZERO), &mut h, t), Decision::Restart(Duration::ZERO));
+        // A start that failed waits at least the floor.
+        assert_eq!(after_exit(&u, status, Ran::NotStarted, &mut h, t), Decision::Restart(MIN_RETRY_AFTER_FAILED_START));
+        // And a longer backoff is kept.
+        u.backoff_initial = Duration::from_secs(2);
+        u.backoff_max = Duration::from_secs(2);
+        assert_eq!(
+            after_exit(&u, status, Ran::NotStarted, &mut History::default(), t),
+            Decision::Restart(Duration::from_secs(2))
+        );
     }
 }
