@@ -5,15 +5,18 @@
 //! service, an unreadable env file) is reported with the file, line and column, and the
 //! service, before anything starts. The result is a validated [`Plan`]: one [`Unit`] per
 //! process to run (instances expanded), in a start order that respects every dependency.
+//! [`verify`] then checks it against this machine (programs, directories, users), for
+//! `up --check` and before a start.
 //!
 //! Parts: `model` (the types the engine reads), `toml` and `procfile` (the two formats),
-//! `dotenv` (`.env` files), `order` (dependencies and start order).
+//! `dotenv` (`.env` files), `order` (dependencies and start order), `verify` (host checks).
 
 mod dotenv;
 mod model;
 mod order;
 mod procfile;
 mod toml;
+mod verify;
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +24,7 @@ pub use dotenv::{DotenvError, parse_env_file};
 pub use model::{Check, CommandLine, Condition, HttpCheck, Origin, Position, Probe, Restart, Unit};
 pub use procfile::load_procfile;
 pub use toml::{load_toml, parse_toml};
+pub use verify::verify;
 
 /// A configuration error: where, which service, what, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
