@@ -329,13 +329,14 @@ fn check(ctx: &Ctx<'_>, raw: &Spanned<RawCheck>, service: &str, liveness: bool) 
     }
     if let Some(h) = &r.http {
         kinds.push(Probe::Http(http_check(ctx, r, h, service)?));
-    } else if let Some(key) = r
-        .headers
-        .as_ref()
-        .map(|h| ("headers", h.span().start))
-        .or(r.status.as_ref().map(|s| ("status", s.span().start)))
-    {
-        return Err(ctx.at(key.1, Some(service), format!("{what}: {} is for http checks only", key.0)));
+    } else {
+        let misplaced = [
+            ("headers", r.headers.as_ref().map(|h| h.span().start)),
+            ("status", r.status.as_ref().map(|s| s.span().start)),
+        ];
+        if let Some((key, Some(offset))) = misplaced.into_iter().find(|(_, offset)| offset.is_some()) {
+            return Err(ctx.at(offset, Some(service), format!("{what}: {key} is for http checks only")));
+        }
     }
     if let Some(l) = &r.log {
         if liveness {
