@@ -44,6 +44,7 @@ pub mod status;
 pub mod subreaper;
 pub mod supervise;
 mod sys;
+pub mod users;
 
 pub use child::Child;
 pub use duration::parse_duration;

@@ -40,16 +40,10 @@ pub enum Group {
     Session,
 }
 
-/// The user and groups a child runs as.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Credentials {
-    /// The user ID.
-    pub uid: u32,
-    /// The primary group ID.
-    pub gid: u32,
-    /// Supplementary groups (the user's, from `getgrouplist`, when switching users).
-    pub groups: Vec<u32>,
-}
+// The identity a child runs as belongs with the user database (`users`, a floor below this
+// one). `Credentials` keeps its path here for `Launch::credentials`; `groups_of` only until
+// the old supervisor (`supervise/mod.rs`), its last caller by this path, is removed.
+pub use crate::users::{Credentials, groups_of};
 
 /// How a child is set up between `fork` and `exec`.
 #[derive(Clone, Debug, Default)]
@@ -495,24 +489,4 @@ impl Launch {
 
 fn program_cwd(prepared: &Prepared) -> Option<String> {
     prepared.cwd.as_ref().map(|c| c.to_string_lossy().into_owned())
-}
-
-/// The supplementary groups of `user` (whose primary group is `gid`), from the group
-/// database, for [`Credentials::groups`]. Call it before forking: it reads files.
-pub fn groups_of(user: &str, gid: u32) -> Result<Vec<u32>> {
-    let name = std::ffi::CString::new(user)
-        .map_err(|_| Error::Unsupported { what: "a user name with a NUL byte", why: format!("{user:?}") })?;
-    let mut n: libc::c_int = 32;
-    loop {
-        let mut groups = vec![0 as libc::gid_t; n as usize];
-        // SAFETY: `groups` has room for `n` entries and `n` is updated by the call.
-        let ret = unsafe { libc::getgrouplist(name.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
-        if ret >= 0 {
-            groups.truncate(n.max(0) as usize);
-            return Ok(groups);
-        }
-        if n as usize <= groups.len() {
-            n = groups.len() as libc::c_int * 2;
-        }
-    }
 }
