@@ -84,9 +84,17 @@ impl Output {
 }
 
 /// Cuts a stream of bytes into lines.
+///
+/// The lines do not depend on how the stream was cut into reads: a line is its bytes up to a
+/// newline, given in pieces of [`MAX_LINE`] when longer; a newline right after such a piece
+/// ends that line (it does not make an empty one).
 #[derive(Default)]
 pub struct Lines {
+    /// The start of the current line, always shorter than [`MAX_LINE`].
     partial: Vec<u8>,
+    /// The current line has already given a [`MAX_LINE`] piece and nothing since: a newline
+    /// now only ends it.
+    cut: bool,
 }
 
 impl Lines {
@@ -94,28 +102,36 @@ impl Lines {
     /// piece of a longer one).
     pub fn feed(&mut self, mut data: &[u8], mut each: impl FnMut(&[u8])) {
         while let Some(nl) = data.iter().position(|&b| b == b'\n') {
-            if self.partial.is_empty() {
-                for piece in data[..nl].chunks(MAX_LINE) {
-                    each(piece);
-                }
-                if nl == 0 {
-                    each(&[]);
-                }
-            } else {
-                self.partial.extend_from_slice(&data[..nl]);
+            let line = &data[..nl];
+            if !self.partial.is_empty() {
+                self.partial.extend_from_slice(line);
                 for piece in self.partial.chunks(MAX_LINE) {
                     each(piece);
                 }
                 self.partial.clear();
+            } else if line.is_empty() {
+                if !self.cut {
+                    each(&[]);
+                }
+            } else {
+                for piece in line.chunks(MAX_LINE) {
+                    each(piece);
+                }
             }
+            self.cut = false;
             data = &data[nl + 1..];
         }
-        self.partial.extend_from_slice(data);
-        while self.partial.len() >= MAX_LINE {
-            let rest = self.partial.split_off(MAX_LINE);
-            each(&self.partial);
-            self.partial = rest;
+        if data.is_empty() {
+            return;
         }
+        // The start of a line: give its whole pieces now, keep the rest.
+        self.partial.extend_from_slice(data);
+        let whole = self.partial.len() / MAX_LINE * MAX_LINE;
+        for piece in self.partial[..whole].chunks(MAX_LINE) {
+            each(piece);
+        }
+        self.partial.drain(..whole);
+        self.cut = whole > 0 && self.partial.is_empty();
     }
 
     /// At end of file: the last line, if it had no newline.
@@ -124,6 +140,7 @@ impl Lines {
             each(&self.partial);
             self.partial.clear();
         }
+        self.cut = false;
     }
 }
 
@@ -208,6 +225,84 @@ mod tests {
         let out = lines_of(&[&input[..100], &input[100..]]);
         assert_eq!(out.iter().map(Vec::len).collect::<Vec<_>>(), [MAX_LINE, MAX_LINE, 5]);
         assert_eq!(out.concat(), long);
+    }
+
+    /// Regression: a line of exactly MAX_LINE bytes whose newline came in the next read gave
+    /// an extra empty line.
+    #[test]
+    fn a_newline_right_after_a_full_piece_ends_that_line() {
+        let full = vec![b'x'; MAX_LINE];
+        assert_eq!(lines_of(&[&full, b"\nnext\n"]), [full.clone(), b"next".to_vec()]);
+        assert_eq!(lines_of(&[&full, b"\n", b"\n"]), [full.clone(), vec![]]);
+        let mut two = full.repeat(2);
+        two.push(b'\n');
+        assert_eq!(lines_of(&[&two[..MAX_LINE + 7], &two[MAX_LINE + 7..]]), [full.clone(), full]);
+    }
+
+    /// A small deterministic generator (xorshift64*), enough to vary the cuts.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+        }
+    }
+
+    #[test]
+    fn the_lines_do_not_depend_on_how_the_reads_were_cut() {
+        // Lines around the piece size, empty ones, and an unterminated end.
+        let mut input = Vec::new();
+        let mut boundaries = Vec::new();
+        for (i, len) in
+            [0, 5, MAX_LINE, 0, MAX_LINE - 1, MAX_LINE + 1, 2 * MAX_LINE, 3, 0, MAX_LINE].into_iter().enumerate()
+        {
+            let start = input.len();
+            input.extend((0..len).map(|k| b'a' + ((i + k) % 26) as u8));
+            boundaries.extend((0..=len / MAX_LINE).map(|k| start + k * MAX_LINE));
+            input.push(b'\n');
+            boundaries.push(input.len());
+        }
+        input.extend_from_slice(&[b'z'; MAX_LINE + 2]);
+        // What it must give, computed apart from `Lines`: each line cut in pieces, an empty
+        // line kept, the unterminated end given too.
+        let mut expected: Vec<Vec<u8>> = Vec::new();
+        for line in input.split(|&b| b == b'\n') {
+            if line.is_empty() {
+                expected.push(Vec::new());
+            } else {
+                expected.extend(line.chunks(MAX_LINE).map(<[u8]>::to_vec));
+            }
+        }
+        if input.ends_with(b"\n") {
+            expected.pop();
+        }
+        assert_eq!(lines_of(&[&input]), expected, "read whole");
+        // Two reads, cut at every position near a newline or a piece's end.
+        for &b in &boundaries {
+            for cut in b.saturating_sub(2)..(b + 3).min(input.len()) {
+                assert_eq!(lines_of(&[&input[..cut], &input[cut..]]), expected, "cut at {cut}");
+            }
+        }
+        // Many reads, of random sizes from one byte to more than two pieces.
+        let mut rng = Rng(0x5EED_F0CC_1A2D_0001);
+        for round in 0..2000 {
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            while at < input.len() {
+                let size = match rng.below(3) {
+                    0 => 1 + rng.below(8),
+                    1 => 1 + rng.below(MAX_LINE + 8),
+                    _ => 1 + rng.below(3 * MAX_LINE),
+                };
+                let end = (at + size).min(input.len());
+                chunks.push(&input[at..end]);
+                at = end;
+            }
+            assert_eq!(lines_of(&chunks), expected, "round {round}");
+        }
     }
 
     #[test]
