@@ -19,4 +19,5 @@ pub mod config;
 pub mod logs;
 pub mod policy;
 pub mod probe;
+pub mod runtime;
 pub mod tree;

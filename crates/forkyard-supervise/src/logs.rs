@@ -498,7 +498,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || tx.send(LogFile::open(path, 1000, 2, None).map(drop)));
         let opened = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("opening a FIFO blocked");
-        let e = opened.err().expect("a FIFO was opened");
+        let e = opened.expect_err("a FIFO was opened");
         assert!(e.to_string().contains("web.log"), "{e}");
     }
 
@@ -578,7 +578,7 @@ mod tests {
         // in use is kept.
         std::fs::rename(&path, dir.path().join("web.log-20260102")).expect("rename");
         std::os::unix::fs::symlink(&moved, &path).expect("symlink");
-        let e = f.reopen().err().expect("reopened through a link");
+        let e = f.reopen().expect_err("reopened through a link");
         assert!(e.to_string().contains("symbolic link"), "{e}");
         f.line(b"kept").expect("write");
         assert_eq!(read(&dir.path().join("web.log-20260102")), "after\nkept\n");
