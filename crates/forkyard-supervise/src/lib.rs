@@ -19,6 +19,7 @@ pub mod config;
 pub mod logs;
 pub mod policy;
 pub mod probe;
+pub mod runtime;
 pub mod tree;
 pub mod machine;
 pub mod notice;
