@@ -173,6 +173,53 @@ pub fn state(pid: Pid) -> Result<Option<State>> {
     Ok(Some(State::from_char(state)))
 }
 
+/// The value of variable `name` in the environment a process started with (its
+/// `/proc/PID/environ`: what it was given at `exec`, not later changes); `Ok(None)` when the
+/// process is gone or does not have it. Reading another user's needs privilege.
+///
+/// ```
+/// use forkyard::{Pid, procs};
+/// // SAFETY: the variable is set before any thread is started.
+/// unsafe { std::env::set_var("FORKYARD_DOC_EXAMPLE", "yes") };
+/// // Our own environ is what we started with: a variable set since is not in it.
+/// assert_eq!(procs::environ_var(Pid::this(), "FORKYARD_DOC_EXAMPLE")?, None);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
+pub fn environ_var(pid: Pid, name: &str) -> Result<Option<std::ffi::OsString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = format!("/proc/{pid}/environ");
+    let raw = match std::fs::read(&path) {
+        Ok(raw) => raw,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH)) => return Ok(None),
+        Err(e) => return Err(Error::sys("read", path, e)),
+    };
+    let name = name.as_bytes();
+    Ok(raw.split(|&b| b == 0).find_map(|entry| {
+        let value = entry.strip_prefix(name)?.strip_prefix(b"=")?;
+        Some(std::ffi::OsStr::from_bytes(value).to_os_string())
+    }))
+}
+
+/// The directory of this process's cgroup (v2) in the cgroup filesystem, from
+/// `/proc/self/mountinfo` and `/proc/self/cgroup`; `None` where cgroup2 is not mounted (or
+/// only v1 is).
+///
+/// ```
+/// if let Some(dir) = forkyard::procs::own_cgroup() {
+///     assert!(dir.join("cgroup.procs").exists());
+/// }
+/// ```
+pub fn own_cgroup() -> Option<std::path::PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        right.starts_with("cgroup2 ").then(|| left.split(' ').nth(4).map(str::to_string)).flatten()
+    })?;
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(std::path::Path::new(&mount).join(path.trim_start_matches('/')))
+}
+
 /// Whether an error means "the process is gone", which a scan treats as "skip it".
 fn vanished(e: &ProcError) -> bool {
     match e {
@@ -376,10 +423,15 @@ impl Snapshot {
     }
 
     /// Pre-order walk with an explicit stack: a chain of thousands of processes must not
-    /// overflow ours.
+    /// overflow ours. Each process is visited once: parent links read at different moments
+    /// can form a loop (a PID reused mid-scan), and a loop must end the walk, not grow it.
     fn walk<'a>(&'a self, root: &'a Process, depth: usize, last: bool, out: &mut Vec<TreeEntry<'a>>) {
+        let mut seen = std::collections::HashSet::new();
         let mut stack = vec![TreeEntry { process: root, depth, last }];
         while let Some(entry) = stack.pop() {
+            if !seen.insert(entry.process.pid) {
+                continue;
+            }
             out.push(entry);
             if let Some(kids) = self.children.get(&entry.process.pid) {
                 for (k, &i) in kids.iter().enumerate().rev() {
@@ -418,6 +470,14 @@ mod tests {
 
     fn pid(n: i32) -> Pid {
         Pid::new(n).expect("test PIDs are positive")
+    }
+
+    #[test]
+    fn a_loop_of_parent_links_ends_the_walk() {
+        // 10's parent is 12 and 12's is 10: possible when a PID is reused during a scan.
+        let snap = Snapshot::from_processes(vec![fake(1, 0, 'S'), fake(10, 12, 'S'), fake(12, 10, 'S')]);
+        let found: Vec<i32> = snap.descendants(pid(10)).iter().map(|p| p.pid.as_raw()).collect();
+        assert_eq!(found, [12]);
     }
 
     #[test]
