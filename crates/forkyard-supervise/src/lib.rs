@@ -16,10 +16,14 @@
 //! tree).
 
 pub mod config;
+pub mod driver;
 pub mod logs;
+pub mod machine;
+pub mod notice;
+pub mod output;
 pub mod policy;
 pub mod probe;
 pub mod runtime;
 pub mod tree;
-pub mod machine;
-pub mod notice;
+
+pub use driver::{Options, SetupError, run};

@@ -1,12 +1,10 @@
-//! One stream of output for every service: each line prefixed with its service's name.
+//! A service's output as lines, and its log file.
 //!
-//! Why this module exists: the most repeated requests to supervisord are a name in front of
-//! each line (#553) and lines that do not interleave (#1326). Here the supervisor is the
-//! only writer to its standard output; it splits each service's output into lines, composes
-//! every line whole (timestamp, padded and coloured name, text) in one buffer, and writes the
-//! buffer in one go per turn of its loop, so no line is ever cut by another. A line longer
-//! than [`MAX_LINE`] is written in pieces, each with its prefix; output that ends without a
-//! newline is written when the pipe closes. Optional per-service files get the same lines,
+//! Why this module exists: the supervisor is the only writer to its standard output (see
+//! `output`), so it must cut each service's byte stream into whole lines itself, whatever
+//! the sizes of the service's writes and of its own reads: [`Lines`]. A line longer than
+//! [`MAX_LINE`] is passed on in pieces; output that ends without a newline is passed on when
+//! the pipe closes. Optional per-service files get the same lines,
 //! rotated by size; the supervisor writes them as root in directories a service may control,
 //! so [`LogFile`] trusts no name it finds there (no links followed, the opened file checked).
 
@@ -14,76 +12,9 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The longest line kept whole; longer ones are written in pieces of this size.
 pub const MAX_LINE: usize = 16 * 1024;
-
-/// Colours for service names, by unit index (the supervisor's own name is bold).
-const COLOURS: [&str; 6] = ["\x1b[36m", "\x1b[33m", "\x1b[32m", "\x1b[35m", "\x1b[34m", "\x1b[31m"];
-const RESET: &str = "\x1b[0m";
-const BOLD: &str = "\x1b[1m";
-
-/// The supervisor's standard output.
-pub struct Output {
-    pending: Vec<u8>,
-    colour: bool,
-    timestamps: bool,
-    width: usize,
-}
-
-impl Output {
-    /// Lines will be prefixed with names padded to `width`.
-    pub fn new(colour: bool, timestamps: bool, width: usize) -> Output {
-        Output { pending: Vec::with_capacity(64 * 1024), colour, timestamps, width: width.max("forkyard".len()) }
-    }
-
-    fn prefix(&mut self, name: &str, colour: &str) {
-        if self.timestamps {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-            let secs = now.as_secs() % 86_400;
-            let _ = write!(
-                self.pending,
-                "{:02}:{:02}:{:02}.{:03} ",
-                secs / 3600,
-                secs / 60 % 60,
-                secs % 60,
-                now.subsec_millis()
-            );
-        }
-        if self.colour {
-            let _ = write!(self.pending, "{colour}{name:<w$} |{RESET} ", w = self.width);
-        } else {
-            let _ = write!(self.pending, "{name:<w$} | ", w = self.width);
-        }
-    }
-
-    /// A line of a service's output (without its newline).
-    pub fn line(&mut self, name: &str, index: usize, text: &[u8]) {
-        self.prefix(name, COLOURS[index % COLOURS.len()]);
-        self.pending.extend_from_slice(text);
-        self.pending.push(b'\n');
-    }
-
-    /// One of the supervisor's own messages.
-    pub fn event(&mut self, args: std::fmt::Arguments<'_>) {
-        self.prefix("forkyard", BOLD);
-        let _ = self.pending.write_fmt(args);
-        self.pending.push(b'\n');
-    }
-
-    /// Writes everything pending. A closed output is not an error: the services keep
-    /// running, their lines are dropped.
-    pub fn flush(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let mut out = io::stdout().lock();
-        let _ = out.write_all(&self.pending);
-        let _ = out.flush();
-        self.pending.clear();
-    }
-}
 
 /// Cuts a stream of bytes into lines.
 ///
@@ -417,17 +348,6 @@ mod tests {
             }
             assert_eq!(lines_of(&chunks), expected, "round {round}");
         }
-    }
-
-    #[test]
-    fn prefixes_align_and_colour_only_when_asked() {
-        let mut o = Output::new(false, false, 5);
-        o.line("web", 0, b"hello");
-        o.event(format_args!("started"));
-        assert_eq!(String::from_utf8_lossy(&o.pending), "web      | hello\nforkyard | started\n");
-        let mut o = Output::new(true, false, 3);
-        o.line("web", 0, b"x");
-        assert!(o.pending.starts_with(b"\x1b[36mweb"));
     }
 
     #[test]

@@ -234,6 +234,12 @@ pub enum Notice {
         /// Why.
         error: String,
     },
+    /// The output was not being read and the supervisor's own messages piled up: this many
+    /// were dropped (no line of a service ever is).
+    OutputDropped {
+        /// How many.
+        count: u64,
+    },
     /// The engine could not go on (waiting for events failed): everything is killed.
     Fatal {
         /// What failed.

@@ -117,8 +117,8 @@ pub fn decide_restart(unit: &Unit, history: &mut History, ran: Ran, now: Instant
 #[cfg(test)]
 mod tests {
     use super::*;
-    use forkyard::Signal;
     use crate::config::{CommandLine, Restart};
+    use forkyard::Signal;
 
     fn unit() -> Unit {
         Unit {

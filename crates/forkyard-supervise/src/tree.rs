@@ -3,55 +3,82 @@
 //! Why this module exists: a service `sh -c 'sleep A & sleep B; wait'` stopped by signalling
 //! its main process leaves both sleeps running (supervisord with defaults, runit, s6 and
 //! Horust all do). Signalling its process group is better but misses a grandchild that
-//! called `setsid` or daemonized. Where the kernel lets us, each unit gets its own cgroup
-//! (v2): every process it starts stays inside, whatever it does to its group or session, and
-//! `cgroup.kill` ends them all at once. Elsewhere (no writable cgroup2, as in many
-//! containers) the fallback is the unit's process group plus every descendant of its main
-//! process found in `/proc`; whatever escapes both is re-parented to the supervisor (a
-//! subreaper) and killed when `up` exits.
+//! called `setsid` or daemonized. Where the kernel lets us, each run of a unit gets its own
+//! cgroup (v2): every process it starts stays inside, whatever it does to its group or
+//! session, and `cgroup.kill` ends them all at once.
+//!
+//! Elsewhere (no writable cgroup2, as in many containers, or `FORKYARD_CGROUPS=0`) the
+//! fallback finds the tree in `/proc` *before* signalling anything (signalling the group
+//! first would re-parent the escapees to the supervisor before the scan): the main process's
+//! descendants, plus the supervisor's own adopted children that carry the unit's name in the
+//! `FORKYARD_SERVICE` variable of their environment (a daemon's parent has exited, so only
+//! that says whose it is), then the process group.
+//!
+//! The cgroup subtree of an `up` is named after its configuration and locked (`flock`) for
+//! as long as it lives, so that the next `up` of the same configuration can tell that one was
+//! killed (`kill -9`, the OOM killer) and kill what it left behind before starting anything.
 
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use forkyard::procs::{ScanOptions, Snapshot};
 use forkyard::{Pid, Signal};
 
-/// The supervisor's private cgroup subtree: `<cgroup2 mount><own cgroup>/forkyard-<pid>`.
+/// The variable that names a process's unit in its environment (inherited by everything the
+/// unit starts, unless it clears its environment).
+pub const UNIT_VARIABLE: &str = "FORKYARD_SERVICE";
+
+/// The supervisor's private cgroup subtree: `<own cgroup>/forkyard-<key>-<pid>`.
 #[derive(Debug)]
 pub struct Cgroups {
     root: PathBuf,
     /// The root directory, open and `flock`ed for as long as we live: how another `up`
     /// tells a live subtree from one a killed `up` left behind (PIDs cannot tell: an `up`
-    /// in a PID namespace is PID 1 there, and its name says `forkyard-1`).
+    /// in a PID namespace is PID 1 there).
     _lock: std::fs::File,
 }
 
-/// Where cgroup2 is mounted and which cgroup this process is in, from /proc.
-fn own_cgroup_dir() -> Option<PathBuf> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mount = mountinfo.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        right.starts_with("cgroup2 ").then(|| left.split(' ').nth(4).map(str::to_string)).flatten()
-    })?;
-    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
-    Some(Path::new(&mount).join(path.trim_start_matches('/')))
+/// What a killed `up` of the same configuration had left running, and was killed now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leftover {
+    /// The stale subtree.
+    pub cgroup: PathBuf,
+    /// How many processes were in it.
+    pub processes: usize,
+}
+
+/// A short, stable name for a configuration file (FNV-1a of its absolute path, in hex): the
+/// same file gives the same key in every run, which is how a run finds its predecessor's
+/// leftovers. Written out rather than taken from `std::hash`, whose algorithm may change
+/// between Rust releases.
+pub fn config_key(path: &Path) -> String {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in absolute.as_os_str().as_encoded_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 impl Cgroups {
-    /// Creates the subtree, or `None` where cgroup2 is missing or not writable by us (or
-    /// `FORKYARD_CGROUPS=0` asks for the fallback).
-    pub fn create() -> Option<Cgroups> {
+    /// Creates the subtree for the configuration `key`, or `None` where cgroup2 is missing
+    /// or not writable by us (or `FORKYARD_CGROUPS=0` asks for the fallback). First kills
+    /// and removes what a killed `up` of the same configuration left (returned), and removes
+    /// the empty leftovers of others.
+    pub fn create(key: &str) -> Option<(Cgroups, Vec<Leftover>)> {
         if std::env::var_os("FORKYARD_CGROUPS").is_some_and(|v| v == "0") {
             return None;
         }
-        let parent = own_cgroup_dir()?;
-        remove_stale(&parent);
+        let parent = forkyard::procs::own_cgroup()?;
+        let leftovers = sweep_stale(&parent, key);
         let me = Pid::this();
         let mut made = None;
         for n in 0..100 {
-            let root = parent.join(if n == 0 { format!("forkyard-{me}") } else { format!("forkyard-{me}.{n}") });
+            let name = if n == 0 { format!("forkyard-{key}-{me}") } else { format!("forkyard-{key}-{me}.{n}") };
+            let root = parent.join(name);
             match std::fs::create_dir(&root) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -70,10 +97,16 @@ impl Cgroups {
         drop(std::fs::OpenOptions::new().write(true).open(probe.dir.join("cgroup.procs")).ok()?);
         drop(probe);
         let _ = std::fs::remove_dir(cg.root.join("probe"));
-        Some(cg)
+        Some((cg, leftovers))
     }
 
-    /// The cgroup of one unit (created if needed), ready for its processes to start in.
+    /// The subtree's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The cgroup of one run of a unit (created if needed), ready for its processes to start
+    /// in.
     pub fn unit(&self, name: &str) -> io::Result<UnitCgroup> {
         let dir = self.root.join(name);
         match std::fs::create_dir(&dir) {
@@ -90,22 +123,76 @@ impl Cgroups {
 /// Opens `dir` and takes its `flock`; `None` if that fails or someone else holds it.
 fn lock_dir(dir: &Path) -> Option<std::fs::File> {
     let file = std::fs::File::open(dir).ok()?;
-    // SAFETY: flock on a descriptor we own; no memory is passed.
-    (unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0).then_some(file)
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).ok()?;
+    Some(file)
 }
 
-/// Removes the subtrees that a `forkyard up` killed with SIGKILL (which cannot clean up)
-/// left in `parent`: those whose lock nobody holds. Only empty cgroups can be removed, so a
-/// process still running there keeps its cgroup.
-fn remove_stale(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else { return };
+/// Deals with the subtrees in `parent` whose `up` is gone (nobody holds their lock): those of
+/// configuration `key` are killed and removed (and reported), the others removed if empty.
+fn sweep_stale(parent: &Path, key: &str) -> Vec<Leftover> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(parent) else { return found };
+    let ours = format!("forkyard-{key}-");
     for e in entries.flatten() {
-        if !e.file_name().to_string_lossy().starts_with("forkyard-") {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with("forkyard-") || !e.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
         let Some(_lock) = lock_dir(&e.path()) else { continue };
+        if name.starts_with(&ours) {
+            let processes = kill_subtree(&e.path());
+            if processes > 0 {
+                found.push(Leftover { cgroup: e.path(), processes });
+            }
+        }
         remove_subtree(&e.path());
     }
+    found
+}
+
+/// The processes in a subtree root and its unit cgroups.
+fn subtree_pids(root: &Path) -> Vec<Pid> {
+    let mut pids = read_pids(&root.join("cgroup.procs"));
+    if let Ok(units) = std::fs::read_dir(root) {
+        for u in units.flatten() {
+            if u.file_type().is_ok_and(|t| t.is_dir()) {
+                pids.extend(read_pids(&u.path().join("cgroup.procs")));
+            }
+        }
+    }
+    pids
+}
+
+fn read_pids(procs: &Path) -> Vec<Pid> {
+    std::fs::read_to_string(procs)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok().and_then(Pid::new))
+        .collect()
+}
+
+/// SIGKILLs everything in a stale subtree and waits (a little) for it to empty; returns how
+/// many processes there were.
+fn kill_subtree(root: &Path) -> usize {
+    let pids = subtree_pids(root);
+    if pids.is_empty() {
+        return 0;
+    }
+    let killed =
+        std::fs::OpenOptions::new().write(true).open(root.join("cgroup.kill")).and_then(|mut f| f.write_all(b"1"));
+    if killed.is_err() {
+        for pid in &pids {
+            let _ = Signal::KILL.send(*pid);
+        }
+    }
+    // They are not our children (their parent was the killed up), so we cannot wait for
+    // them; they leave the cgroup as the kernel tears them down, within milliseconds.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !subtree_pids(root).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    pids.len()
 }
 
 /// Removes a subtree root and its unit cgroups, as far as they are empty.
@@ -126,7 +213,7 @@ impl Drop for Cgroups {
     }
 }
 
-/// One unit's cgroup.
+/// One run's cgroup.
 #[derive(Debug)]
 pub struct UnitCgroup {
     dir: PathBuf,
@@ -143,21 +230,23 @@ impl UnitCgroup {
     }
 
     /// The open directory, for [`forkyard::spawn::Launch::cgroup`].
-    pub fn dir_fd(&self) -> RawFd {
+    pub fn dir_fd(&self) -> BorrowedFd<'_> {
+        self.handle.as_fd()
+    }
+
+    /// The raw directory descriptor (what `Launch::cgroup` takes today).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
         self.handle.as_raw_fd()
     }
 
     /// The processes in it now.
     pub fn pids(&self) -> Vec<Pid> {
-        std::fs::read_to_string(self.dir.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok().and_then(Pid::new))
-            .collect()
+        read_pids(&self.dir.join("cgroup.procs"))
     }
 
     /// Sends `signal` to every process in it; SIGKILL goes through `cgroup.kill` where the
-    /// kernel has it (5.14+), which also catches processes forking at that moment.
+    /// kernel has it (5.14+), which also catches processes forking at that moment. Returns
+    /// how many processes were signalled.
     pub fn signal(&self, signal: Signal) -> usize {
         let pids = self.pids();
         if signal == Signal::KILL {
@@ -171,18 +260,53 @@ impl UnitCgroup {
     }
 }
 
-/// The fallback: sends `signal` to the process group that `main` leads and to every
-/// descendant of `main` found in /proc (which catches those that left the group). Returns
-/// how many.
-pub fn signal_tree(main: Pid, signal: Signal) -> usize {
-    let pgid = main;
-    let mut n = usize::from(signal.send_group(pgid).is_ok());
+/// The fallback without cgroups: sends `signal` once to every process of a unit's tree, found
+/// before anything is signalled: the descendants of `main` (if it still runs), the
+/// supervisor's adopted children (and their descendants) whose environment names `unit`,
+/// and then the process group `group` that the unit's main process led. Returns how many
+/// processes (the group counting as one).
+pub fn signal_fallback(main: Option<Pid>, group: Option<Pid>, unit: &str, signal: Signal) -> usize {
+    let me = Pid::this();
+    let mut targets: Vec<Pid> = Vec::new();
     if let Ok(snap) = Snapshot::take_with(ScanOptions { cmdline: false, threads: 1 }) {
-        for p in snap.tree(main).iter().skip(1).map(|e| e.process) {
-            if p.pgid != pgid.as_raw() && !p.is_zombie() && signal.send(p.pid).is_ok() {
-                n += 1;
+        if let Some(main) = main {
+            if snap.get(main).is_some_and(|p| !p.is_zombie()) {
+                targets.push(main);
+            }
+            targets.extend(snap.descendants(main).iter().filter(|p| !p.is_zombie()).map(|p| p.pid));
+        }
+        for child in snap.children(me) {
+            if child.is_zombie() || Some(child.pid) == main {
+                continue;
+            }
+            let named = forkyard::procs::environ_var(child.pid, UNIT_VARIABLE).ok().flatten();
+            if named.is_some_and(|v| v == unit) {
+                targets.push(child.pid);
+                targets.extend(snap.descendants(child.pid).iter().filter(|p| !p.is_zombie()).map(|p| p.pid));
             }
         }
+        // Members of the group get the group's signal below: once each.
+        if let Some(group) = group {
+            targets.retain(|pid| snap.get(*pid).is_none_or(|p| p.pgid != group.as_raw()));
+        }
+    }
+    targets.sort_unstable();
+    targets.dedup();
+    let mut n = targets.iter().filter(|pid| signal.send(**pid).is_ok()).count();
+    if let Some(group) = group {
+        n += usize::from(signal.send_group(group).is_ok());
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_is_stable_and_tells_files_apart() {
+        assert_eq!(config_key(Path::new("/srv/app/forkyard.toml")), config_key(Path::new("/srv/app/forkyard.toml")));
+        assert_ne!(config_key(Path::new("/srv/app/forkyard.toml")), config_key(Path::new("/srv/other/forkyard.toml")));
+        assert_eq!(config_key(Path::new("/x")).len(), 16);
+    }
 }

@@ -42,7 +42,6 @@ pub mod signal;
 pub mod spawn;
 pub mod status;
 pub mod subreaper;
-pub mod supervise;
 mod sys;
 pub mod users;
 

@@ -41,9 +41,8 @@ pub enum Group {
 }
 
 // The identity a child runs as belongs with the user database (`users`, a floor below this
-// one). `Credentials` keeps its path here for `Launch::credentials`; `groups_of` only until
-// the old supervisor (`supervise/mod.rs`), its last caller by this path, is removed.
-pub use crate::users::{Credentials, groups_of};
+// one); `Credentials` keeps its path here, beside `Launch::credentials`.
+pub use crate::users::Credentials;
 
 /// How a child is set up between `fork` and `exec`.
 #[derive(Clone, Debug, Default)]

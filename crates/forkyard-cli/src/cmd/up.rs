@@ -1,14 +1,17 @@
 //! `forkyard up`: run the services of `forkyard.toml` (or a `Procfile`) until they end.
 //!
 //! Why it exists here: the command parses its options, finds and validates the
-//! configuration (errors exit 2, nothing started), and hands the plan to the library's
-//! supervisor, whose exit code it returns.
+//! configuration (errors exit 2, nothing started), and hands the plan to the engine
+//! (`forkyard-supervise`), whose exit code it returns. The engine prints nothing of its own:
+//! every message `up` shows is worded here, in [`words`].
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use forkyard::init::Inherited;
-use forkyard::supervise::{self, config};
+use forkyard_supervise::config::{self, Condition, Restart};
+use forkyard_supervise::notice::{BlockedBecause, Notice, ProbeFailure, TreeMethod};
 
 /// Options of `forkyard up`.
 #[derive(clap::Args, Debug)]
@@ -57,6 +60,10 @@ fn plan(args: &Args) -> Result<config::Plan, String> {
         if is_procfile(&path) { config::load_procfile(&path, args.port_base) } else { config::load_toml(&path) };
     let mut plan = loaded.map_err(|e| e.to_string())?;
     plan.select(&args.services)?;
+    if args.check {
+        // Beyond the file itself: the programs, directories, users and groups it names.
+        config::verify(&plan).map_err(|e| e.to_string())?;
+    }
     Ok(plan)
 }
 
@@ -76,10 +83,12 @@ pub fn run(args: &Args, inherited: Inherited) -> i32 {
                 .depends_on
                 .iter()
                 .map(|(d, c)| {
-                    format!(
-                        "{d} ({})",
-                        format!("{c:?}").to_lowercase().replace("completedsuccessfully", "completed_successfully")
-                    )
+                    let c = match c {
+                        Condition::Started => "started",
+                        Condition::Ready => "ready",
+                        Condition::CompletedSuccessfully => "completed_successfully",
+                    };
+                    format!("{d} ({c})")
                 })
                 .collect();
             let after = if deps.is_empty() { String::new() } else { format!("  after {}", deps.join(", ")) };
@@ -90,7 +99,139 @@ pub fn run(args: &Args, inherited: Inherited) -> i32 {
     }
     let colour =
         !args.no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal();
-    let options =
-        supervise::Options { inherited, exit_on_first: args.exit_on_first, colour, timestamps: args.timestamps };
-    supervise::run(&plan, &options)
+    let options = forkyard_supervise::Options {
+        inherited,
+        exit_on_first: args.exit_on_first,
+        colour,
+        timestamps: args.timestamps,
+        words,
+    };
+    match forkyard_supervise::run(&plan, &options) {
+        Ok(code) => code,
+        Err(e) => {
+            crate::compat::err(&format!("forkyard up: {e}\n"));
+            1
+        }
+    }
+}
+
+fn condition(c: Condition) -> &'static str {
+    match c {
+        Condition::Started => "started",
+        Condition::Ready => "ready",
+        Condition::CompletedSuccessfully => "completed successfully",
+    }
+}
+
+fn failure(f: &ProbeFailure) -> String {
+    match f {
+        ProbeFailure::TimedOut(d) => format!("timed out after {d:?}"),
+        ProbeFailure::Exited(status) => format!("the check {status}"),
+        ProbeFailure::CannotRun(e) => format!("the check cannot run: {e}"),
+        ProbeFailure::Network(reason) => reason.clone(),
+        ProbeFailure::StillRunning => "the previous attempt has not come back yet".into(),
+    }
+}
+
+/// The names in a `waits for` line: all of them up to a few, then how many more.
+fn some_of(on: &[(String, Condition)]) -> String {
+    const SHOWN: usize = 8;
+    let mut text: Vec<String> = on.iter().take(SHOWN).map(|(d, c)| format!("{d} ({})", condition(*c))).collect();
+    if on.len() > SHOWN {
+        text.push(format!("and {} more", on.len() - SHOWN));
+    }
+    text.join(", ")
+}
+
+fn duration(d: Duration) -> String {
+    format!("{d:?}")
+}
+
+/// Every message of `forkyard up`, in its words (after `forkyard | `).
+pub fn words(notice: &Notice) -> String {
+    match notice {
+        Notice::Starting { units, trees } => {
+            let how = match trees {
+                TreeMethod::Cgroups => "cgroups",
+                TreeMethod::ProcessGroups => "process groups and /proc",
+            };
+            format!("starting {units} service(s); stopping trees with {how}")
+        }
+        Notice::LeftoversKilled { processes, cgroup } => format!(
+            "killed {processes} process(es) that a previous forkyard up of this configuration left running \
+             (it was killed; cgroup {})",
+            cgroup.display()
+        ),
+        Notice::Waiting { unit, on } => format!("{unit} waits for {}", some_of(on)),
+        Notice::Blocked { unit, dependency, condition: c, because } => {
+            let why = match because {
+                BlockedBecause::Failed => "failed",
+                BlockedBecause::Blocked => "cannot start",
+                _ => "ended without reaching it",
+            };
+            format!("{unit} will not start: {dependency} {why} ({})", condition(*c))
+        }
+        Notice::Started { unit, pid } => format!("{unit} started (pid {pid})"),
+        Notice::CannotStart { unit, error } => format!("{unit} cannot start: {error}"),
+        Notice::Ready { unit } => format!("{unit} is ready"),
+        Notice::NotReady { unit, reason } => format!("{unit} not ready yet: {}", failure(reason)),
+        Notice::ReadyDeadline { unit, deadline, last } => {
+            let last = match last {
+                Some(f) => format!("last check: {}", failure(f)),
+                None => "no check came back".into(),
+            };
+            format!("{unit} failed: not ready within {} ({last}); stopping it", duration(*deadline))
+        }
+        Notice::LivenessFailed { unit, count, threshold, reason } => {
+            format!("{unit} failed its liveness check ({count}/{threshold}): {}", failure(reason))
+        }
+        Notice::LivenessRestart { unit, count } => {
+            format!("{unit} restarting: its liveness check failed {count} times")
+        }
+        Notice::Exited { unit, status } => format!("{unit} {status}"),
+        Notice::Stopped { unit, status } => format!("{unit} stopped ({status})"),
+        Notice::Stopping { unit, signal, timeout } => {
+            format!("stopping {unit} ({signal}, then SIGKILL after {})", duration(*timeout))
+        }
+        Notice::StopTimeout { unit, timeout } => {
+            format!("{unit} did not stop within {}: sending SIGKILL to its whole tree", duration(*timeout))
+        }
+        Notice::EndsAll { unit } => format!("{unit} has ended, so everything stops"),
+        Notice::Restarting { unit, delay } if delay.is_zero() => format!("{unit} restarting"),
+        Notice::Restarting { unit, delay } => format!("{unit} restarting in {}", duration(*delay)),
+        Notice::Completed { unit } => format!("{unit} completed"),
+        Notice::NotRestarted { unit, restart } => {
+            let policy = match restart {
+                Restart::Always => "always",
+                Restart::OnFailure => "on-failure",
+                Restart::Never => "never",
+            };
+            format!("{unit} will not be restarted (restart = \"{policy}\")")
+        }
+        Notice::GaveUp { unit, restarts, window, max } => format!(
+            "{unit} failed: restarted {restarts} times within {} (max_restarts = {max}); giving up",
+            duration(*window)
+        ),
+        Notice::ShutdownRequested { signal, can_force: true } => {
+            format!("{signal} received: stopping every service (Ctrl-C again to kill them at once)")
+        }
+        Notice::ShutdownRequested { signal, .. } => format!("{signal} received: stopping every service"),
+        Notice::ForceRequested { signal } => format!("{signal} received again: killing every service now"),
+        Notice::SignalIgnored { signal } => {
+            format!("{signal} received: ignored (SIGTERM or SIGINT stop everything, SIGUSR1 reopens log files)")
+        }
+        Notice::ReloadUnsupported => {
+            "SIGHUP received: reloading the configuration is not supported yet; everything goes on as it is".into()
+        }
+        Notice::ReopeningLogs => "SIGUSR1 received: reopening the log files".into(),
+        Notice::LogFile { unit, path, error } => {
+            format!("{unit}: its log file {} failed: {error}; its output still comes here", path.display())
+        }
+        Notice::OutputDropped { count } => {
+            format!("{count} message(s) of forkyard were dropped while its output was not being read")
+        }
+        Notice::Fatal { error } => format!("error: {error}; killing every service"),
+        Notice::Exiting { code } => format!("exiting with {code}"),
+        other => format!("{other:?}"),
+    }
 }

@@ -39,6 +39,11 @@ impl UnitId {
     pub fn index(self) -> usize {
         self.0 as usize
     }
+
+    /// The id of the unit at `index` in the plan.
+    pub fn from_index(index: usize) -> UnitId {
+        UnitId(id_of(index))
+    }
 }
 
 /// Which of a unit's checks.
@@ -388,15 +393,7 @@ impl Machine {
             }
         }
         let active = units.len();
-        Machine {
-            units,
-            settings,
-            active,
-            shutdown: None,
-            first_interrupt: None,
-            exited: false,
-            work: VecDeque::new(),
-        }
+        Machine { units, settings, active, shutdown: None, first_interrupt: None, exited: false, work: VecDeque::new() }
     }
 
     /// The units, in start order.
@@ -646,12 +643,18 @@ impl Machine {
                     out.push(Action::Arm { at: now + check.initial_delay, timer });
                 }
                 if let Some(deadline) = check.deadline {
-                    out.push(Action::Arm { at: now + deadline, timer: Timer { unit: id, run, kind: TimerKind::ReadyDeadline } });
+                    out.push(Action::Arm {
+                        at: now + deadline,
+                        timer: Timer { unit: id, run, kind: TimerKind::ReadyDeadline },
+                    });
                 }
             }
         }
         if let Some(first) = liveness {
-            out.push(Action::Arm { at: now + first, timer: Timer { unit: id, run, kind: TimerKind::Check(CheckKind::Live) } });
+            out.push(Action::Arm {
+                at: now + first,
+                timer: Timer { unit: id, run, kind: TimerKind::Check(CheckKind::Live) },
+            });
         }
         if let Some(shutdown) = self.shutdown {
             // Started while everything stops (the spawn was already on its way).
@@ -830,7 +833,14 @@ impl Machine {
         }
     }
 
-    fn probed(&mut self, id: UnitId, kind: CheckKind, result: Result<(), ProbeFailure>, now: Instant, out: &mut Vec<Action>) {
+    fn probed(
+        &mut self,
+        id: UnitId,
+        kind: CheckKind,
+        result: Result<(), ProbeFailure>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let s = &mut self.units[id.index()];
         if s.phase != Phase::Running {
             return;

@@ -276,7 +276,9 @@ fn a_dependency_met_once_stays_met_through_restarts() {
 
 #[test]
 fn quick_crashes_back_off_and_the_budget_gives_up() {
-    let mut sim = Sim::new("[services.c]\ncommand = \"x\"\nbackoff_initial = \"20ms\"\nbackoff_max = \"50ms\"\nmax_restarts = 3\n");
+    let mut sim = Sim::new(
+        "[services.c]\ncommand = \"x\"\nbackoff_initial = \"20ms\"\nbackoff_max = \"50ms\"\nmax_restarts = 3\n",
+    );
     sim.send(Event::Boot);
     let mut delays = Vec::new();
     for _ in 0..4 {
@@ -464,8 +466,9 @@ fn a_readiness_deadline_fails_the_service_and_blocks_its_dependents() {
 
 #[test]
 fn checks_in_flight_are_cancelled_when_the_run_ends() {
-    let mut sim =
-        Sim::new("[services.app]\ncommand = \"x\"\nready = { exec = \"sleep 9\", timeout = \"1m\" }\nrestart = \"never\"\n");
+    let mut sim = Sim::new(
+        "[services.app]\ncommand = \"x\"\nready = { exec = \"sleep 9\", timeout = \"1m\" }\nrestart = \"never\"\n",
+    );
     sim.send(Event::Boot);
     sim.advance(Duration::ZERO);
     let (unit, run, kind, attempt) = last_probe(&sim);
@@ -476,8 +479,7 @@ fn checks_in_flight_are_cancelled_when_the_run_ends() {
 
 #[test]
 fn notify_and_log_readiness_come_as_ready_signals_of_the_current_run() {
-    let mut sim =
-        Sim::new("[services.a]\ncommand = \"x\"\nready = { log = \"listening\" }\nrestart = \"always\"\n");
+    let mut sim = Sim::new("[services.a]\ncommand = \"x\"\nready = { log = \"listening\" }\nrestart = \"always\"\n");
     sim.send(Event::Boot);
     let a = sim.id("a");
     assert!(sim.m.wants_log_ready(a));
