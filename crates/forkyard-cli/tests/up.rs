@@ -80,13 +80,20 @@ fn helper_main(which: &str) -> i32 {
             std::thread::sleep(Duration::from_secs(1000));
             0
         }
-        // Writes $SPAM_LINES lines "NAME-NNNNNN-xxxx..." of 64 bytes each, as fast as it can.
+        // Writes $SPAM_LINES lines "NAME-NNNNNN-xxxx..." of 64 bytes each, as fast as it can,
+        // in write(2)s of 1000 bytes: most lines are cut in two by a write, so the supervisor
+        // must put them back together.
         "spam" => {
+            use std::os::fd::AsFd;
             let name = std::env::var("SPAM_NAME").unwrap_or_default();
             let n: usize = std::env::var("SPAM_LINES").ok().and_then(|v| v.parse().ok()).unwrap_or(16384);
-            let mut out = std::io::stdout().lock();
-            for i in 0..n {
-                let _ = writeln!(out, "{}", spam_line(&name, i));
+            let text: String = (0..n).map(|i| spam_line(&name, i) + "\n").collect();
+            let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else { return 2 };
+            let mut out = std::fs::File::from(fd);
+            for chunk in text.as_bytes().chunks(1000) {
+                if out.write_all(chunk).is_err() {
+                    return 3;
+                }
             }
             0
         }

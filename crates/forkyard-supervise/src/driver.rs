@@ -220,7 +220,12 @@ impl<'a> Driver<'a> {
         let flags = rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK;
         let probe_wake = rustix::event::eventfd(0, flags).map_err(step("creating an eventfd"))?;
         let width = plan.units.iter().map(|u| u.name.len()).max().unwrap_or(0);
-        let stdout = std::io::stdout().as_fd().try_clone_to_owned().map_err(step("duplicating standard output"))?;
+        // Our own copy of standard output for the writer thread; with standard output closed
+        // (`forkyard up >&-`), the services still run and their lines go nowhere.
+        let stdout = match std::io::stdout().as_fd().try_clone_to_owned() {
+            Ok(fd) => fd,
+            Err(_) => dev_null(true).map_err(step("opening /dev/null for a closed standard output"))?,
+        };
         let output = Output::new(stdout, Style { colour: options.colour, timestamps: options.timestamps, width })
             .map_err(step("starting the output thread"))?;
         for (fd, token) in [(signals.as_fd(), SIGNALS), (probe_wake.as_fd(), PROBES), (output.room_fd(), ROOM)] {
@@ -490,7 +495,7 @@ impl<'a> Driver<'a> {
         let child = match launch.start(program) {
             Ok(child) => child,
             Err(e) => {
-                let (text, code) = start_error(&unit.command, &e);
+                let (text, code) = start_error(&unit.command, &unit.cwd, &e);
                 return failed(text, code);
             }
         };
@@ -623,7 +628,7 @@ impl<'a> Driver<'a> {
                         self.slots[i].checks[slot_of(kind)] = Running::Exec { pid, attempt };
                     }
                     Err(e) => {
-                        let (text, _) = start_error(line, &e);
+                        let (text, _) = start_error(line, &unit.cwd, &e);
                         self.events.push_back(reply(Err(ProbeFailure::CannotRun(text))));
                     }
                 }
@@ -939,9 +944,15 @@ impl<'a> Driver<'a> {
             }
             let _ = self.signals.read(Some(Duration::from_millis(50)));
         }
-        // The last lines of every stream still open.
+        // The last lines of every stream still open (a bounded number of reads: whatever
+        // could still write to them has been killed, but a pipe may be shared with a process
+        // outside our reach).
         for n in 0..self.streams.len() {
-            while self.output.has_room() && self.read_stream(n) {}
+            for _ in 0..16 {
+                if !self.output.has_room() || !self.read_stream(n) {
+                    break;
+                }
+            }
             self.close_stream(n);
         }
         for slot in &mut self.slots {
@@ -956,7 +967,8 @@ impl<'a> Driver<'a> {
         if dropped > 0 {
             self.say(&Notice::OutputDropped { count: dropped });
         }
-        self.output.finish(Duration::from_secs(2));
+        // A reader that takes nothing for a second is not reading: exit anyway.
+        self.output.finish(Duration::from_secs(1));
         code
     }
 }
@@ -994,7 +1006,7 @@ fn dev_null(write: bool) -> std::io::Result<OwnedFd> {
 /// A failed start in words, and the code a shell would give it: 127 when the program was not
 /// found, 126 when it could not be executed, 1 for anything else (a bad directory, a setup
 /// step refused).
-fn start_error(line: &CommandLine, e: &forkyard::Error) -> (String, u8) {
+fn start_error(line: &CommandLine, cwd: &std::path::Path, e: &forkyard::Error) -> (String, u8) {
     let program = match line {
         CommandLine::Argv(a) => a.first().cloned().unwrap_or_default(),
         CommandLine::Shell(_) => "/bin/sh".into(),
@@ -1007,6 +1019,9 @@ fn start_error(line: &CommandLine, e: &forkyard::Error) -> (String, u8) {
                 _ => 1,
             };
             (format!("{program}: {}", forkyard::error::strerror(source)), code)
+        }
+        forkyard::Error::Sys { call: "chdir", source, .. } => {
+            (format!("cannot enter its directory {} (cwd): {}", cwd.display(), forkyard::error::strerror(source)), 1)
         }
         other => (other.to_string(), 1),
     }
