@@ -150,21 +150,28 @@ impl Launch {
             }
         }
         if let Some(creds) = &self.credentials {
+            // The system calls themselves, not glibc's wrappers: in a process with threads,
+            // glibc's setgroups/setgid/setuid make every thread change too (it signals each
+            // one and waits), and in a child started by `clone3` glibc still believes the
+            // parent's threads are there, so the child waits for them for ever. In the child
+            // there is one thread, and credentials are per thread: the call is the change.
             // SAFETY: the pointer and length describe the `groups` vector, alive for the call.
-            sys::cvt(unsafe { libc::setgroups(creds.groups.len(), creds.groups.as_ptr()) })?;
+            sys::cvt_long(unsafe { libc::syscall(libc::SYS_setgroups, creds.groups.len(), creds.groups.as_ptr()) })?;
             // SAFETY: setgid with a plain number.
-            sys::cvt(unsafe { libc::setgid(creds.gid) })?;
+            sys::cvt_long(unsafe { libc::syscall(libc::SYS_setgid, creds.gid) })?;
             // SAFETY: setuid with a plain number (last: it drops the right to do the above).
-            sys::cvt(unsafe { libc::setuid(creds.uid) })?;
+            sys::cvt_long(unsafe { libc::syscall(libc::SYS_setuid, creds.uid) })?;
         }
         if let Some(signal) = self.parent_death_signal {
             // SAFETY: prctl with a signal number; no memory is passed.
             sys::cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal.as_raw() as libc::c_ulong, 0, 0, 0) })?;
             // SAFETY: getppid has no preconditions.
             if unsafe { libc::getppid() } != parent.as_raw() {
-                // The parent is already gone: the signal will never come, so raise it.
-                // SAFETY: raise with a valid signal number.
-                unsafe { libc::raise(signal.as_raw()) };
+                // The parent is already gone: the signal will never come, so send it. Not
+                // raise(): glibc's raise signals the thread its thread block names, which in a
+                // child of `clone3` is the parent's thread.
+                // SAFETY: kill of ourselves (getpid is the system call) with a valid signal.
+                unsafe { libc::kill(libc::getpid(), signal.as_raw()) };
             }
         }
         for &(signal, disposition) in &self.dispositions {

@@ -19,6 +19,11 @@ pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
+/// Turns the -1 of `libc::syscall` (a `c_long`) into the `errno` error.
+pub(crate) fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
+
 /// A pipe whose two ends are closed on `exec`, so no program we start inherits them.
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     pipe_with(0)

@@ -8,7 +8,7 @@ mod support;
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use forkyard::procs::Process;
 use forkyard::spawn::{Group, Program};
@@ -28,6 +28,10 @@ fn main() {
         ("a_missing_directory_is_a_chdir_error", a_missing_directory_is_a_chdir_error),
         ("the_child_leads_its_own_process_group", the_child_leads_its_own_process_group),
         ("the_child_is_born_in_the_cgroup_given", the_child_is_born_in_the_cgroup_given),
+        (
+            "a_user_switch_in_a_cgroup_from_a_process_with_threads_does_not_hang",
+            a_user_switch_in_a_cgroup_from_a_process_with_threads_does_not_hang,
+        ),
     ]);
 }
 
@@ -114,21 +118,10 @@ fn the_child_leads_its_own_process_group() {
     assert_eq!(child.wait().expect("wait"), ExitStatus::Signaled { signal: Signal::KILL, core_dumped: false });
 }
 
-/// This process's cgroup v2 directory, if cgroup2 is mounted.
-fn own_cgroup_dir() -> Option<PathBuf> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mount = mountinfo.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        right.starts_with("cgroup2 ").then(|| left.split(' ').nth(4).map(str::to_string)).flatten()
-    })?;
-    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
-    Some(Path::new(&mount).join(path.trim_start_matches('/')))
-}
-
 fn the_child_is_born_in_the_cgroup_given() {
     let name = format!("forkyard-spawn-test-{}", std::process::id());
-    let Some(dir) = own_cgroup_dir().map(|d| d.join(&name)).filter(|d| std::fs::create_dir(d).is_ok()) else {
+    let Some(dir) = forkyard::procs::own_cgroup().map(|d| d.join(&name)).filter(|d| std::fs::create_dir(d).is_ok())
+    else {
         eprintln!("SKIPPED: no writable cgroup2 here, so nothing to check");
         return;
     };
@@ -145,4 +138,47 @@ fn the_child_is_born_in_the_cgroup_given() {
     let line = text.lines().find(|l| l.starts_with("0::")).unwrap_or_default().to_string();
     assert!(line.ends_with(&format!("/{name}")), "the child's cgroup: {text:?}");
     removed.expect("the cgroup is empty again and can be removed");
+}
+
+/// Regression: glibc's `setgroups`/`setgid`/`setuid` in a process with threads make every
+/// thread change too, and a child started by `clone3` (which `start` uses to be born in a
+/// cgroup) still has the parent's view of its threads: when one of them was still being
+/// created at the moment of the clone, the child waited for it for ever. `forkyard up`,
+/// which starts its output thread just before its first service, hung one time in ten
+/// starting a service with a `user`.
+fn a_user_switch_in_a_cgroup_from_a_process_with_threads_does_not_hang() {
+    let name = format!("forkyard-setxid-test-{}", std::process::id());
+    let Some(dir) = forkyard::procs::own_cgroup().map(|d| d.join(&name)).filter(|d| std::fs::create_dir(d).is_ok())
+    else {
+        eprintln!("SKIPPED: no writable cgroup2 here, so start forks without clone3");
+        return;
+    };
+    let handle = std::fs::File::open(&dir).expect("open the cgroup directory");
+    let nobody = forkyard::users::credentials(Some("nobody"), None).expect("nobody exists");
+    let cgroup = std::os::fd::AsRawFd::as_raw_fd(&handle);
+    // A hung child keeps `start` (a vfork) from returning: start from a thread, and fail by
+    // a time limit.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let starter = std::thread::spawn(move || {
+        let launch = Launch { cgroup: Some(cgroup), credentials: Some(nobody), ..Launch::default() };
+        for _ in 0..100 {
+            // A thread just created, as the start happens: the moment the hang needed.
+            let fresh = std::thread::spawn(|| ());
+            let mut child = launch.start(Program::new(["true"])).expect("start true as nobody");
+            assert_eq!(child.wait().expect("wait"), ExitStatus::Exited(0));
+            let _ = fresh.join();
+        }
+        let _ = done_tx.send(());
+    });
+    let finished = done_rx.recv_timeout(support::PATIENCE).is_ok();
+    if !finished {
+        // A child stuck in glibc: kill it (and so free the starter), then fail.
+        for p in forkyard::procs::Snapshot::take().expect("snapshot").children(forkyard::Pid::this()) {
+            let _ = Signal::KILL.send(p.pid);
+        }
+    }
+    let _ = starter.join();
+    drop(handle);
+    let _ = std::fs::remove_dir(&dir);
+    assert!(finished, "starting a program as nobody from a process with threads hung");
 }
