@@ -156,6 +156,8 @@ struct Slot {
     log_failing: bool,
     regex: Option<regex_lite::Regex>,
     checks: [Running; 2],
+    /// Its streams still open (this run's, and an earlier run's until their end).
+    streams: Vec<usize>,
 }
 
 /// Who a child process is.
@@ -262,6 +264,7 @@ impl<'a> Driver<'a> {
                 log_failing: false,
                 regex,
                 checks: [Running::Idle; 2],
+                streams: Vec::new(),
             });
         }
         let (probe_tx, probe_rx) = mpsc::channel();
@@ -548,6 +551,7 @@ impl<'a> Driver<'a> {
                 self.streams.len() - 1
             }
         };
+        self.slots[unit.index()].streams.push(n);
         if let Some(s) = &self.streams[n] {
             // Edge-triggered: the stream stays in the ready list until a read finds it empty,
             // so it is read a bounded amount per turn, in turn with the others.
@@ -722,7 +726,7 @@ impl<'a> Driver<'a> {
                     }
                     // What it wrote last comes before the news of its end (as far as the
                     // output has room).
-                    let mine: Vec<usize> = self.stream_ids_of(unit);
+                    let mine = self.slots[unit.index()].streams.clone();
                     for n in mine {
                         self.read_stream(n);
                     }
@@ -770,10 +774,6 @@ impl<'a> Driver<'a> {
     }
 
     // --- output ----------------------------------------------------------------------------------
-
-    fn stream_ids_of(&self, unit: UnitId) -> Vec<usize> {
-        self.streams.iter().enumerate().filter_map(|(n, s)| s.as_ref().filter(|s| s.unit == unit).map(|_| n)).collect()
-    }
 
     fn mark_ready_stream(&mut self, n: usize) {
         if let Some(Some(s)) = self.streams.get_mut(n) {
@@ -900,6 +900,7 @@ impl<'a> Driver<'a> {
     fn close_stream(&mut self, n: usize) {
         let Some(mut stream) = self.streams.get_mut(n).and_then(Option::take) else { return };
         let _ = epoll::delete(&self.epoll, &stream.fd);
+        self.slots[stream.unit.index()].streams.retain(|&m| m != n);
         let mut last = None;
         stream.lines.finish(|l| last = Some(l.to_vec()));
         if let Some(line) = last {
