@@ -190,19 +190,26 @@ struct Svc {
     name: String,
     /// An argv (exec'd directly, or as runit/s6's `run` when it is the helper alone).
     argv: Vec<String>,
+    /// forkyard's `max_restarts`, when its default (10 a minute) would stop the bench's kills.
+    max_restarts: Option<u32>,
 }
 
 impl Svc {
-    /// The timed service (the C helper).
+    fn new(name: &str, argv: Vec<String>) -> Svc {
+        Svc { name: name.into(), argv, max_restarts: None }
+    }
+    /// The timed service (the C helper), killed many times a minute: forkyard's restart budget
+    /// is raised so that it does not take the bench's kills for a crash loop (no peer has a
+    /// budget that counts these: supervisord's `startretries` counts only failed starts).
     fn timed(name: &str) -> Svc {
-        Svc { name: name.into(), argv: vec![service_bin().display().to_string()] }
+        Svc { max_restarts: Some(1_000_000), ..Svc::new(name, vec![service_bin().display().to_string()]) }
     }
     /// This bench binary as a service (its mode set by `FORKYARD_BENCH_HELPER`).
     fn helper(name: &str) -> Svc {
-        Svc { name: name.into(), argv: vec![me().display().to_string()] }
+        Svc::new(name, vec![me().display().to_string()])
     }
     fn shell(name: &str, script: &str) -> Svc {
-        Svc { name: name.into(), argv: vec!["/bin/sh".into(), "-c".into(), script.into()] }
+        Svc::new(name, vec!["/bin/sh".into(), "-c".into(), script.into()])
     }
 }
 
@@ -306,6 +313,9 @@ impl Kind {
                     text += &format!("[services.{}]\ncommand = [{}]\n", s.name, argv.join(", "));
                     if zero_backoff {
                         text += "backoff_initial = \"0s\"\n";
+                    }
+                    if let Some(n) = s.max_restarts {
+                        text += &format!("max_restarts = {n}\n");
                     }
                 }
                 std::fs::write(dir.join("forkyard.toml"), text).expect("write forkyard.toml");
@@ -793,7 +803,7 @@ fn rss(kinds: &[Kind]) {
         .filter(|k| !matches!(k, Kind::Floor | Kind::S6 { notify: true } | Kind::Supervisord { group: true }))
     {
         let services: Vec<Svc> =
-            (0..N).map(|i| Svc { name: format!("s{i}"), argv: vec!["sleep".into(), format!("40{i:05}")] }).collect();
+            (0..N).map(|i| Svc::new(&format!("s{i}"), vec!["sleep".into(), format!("40{i:05}")])).collect();
         let r = Running::start(kind, &services, "none", false);
         let root = Pid::new(r.pid).expect("pid");
         let count_sleeps = || {

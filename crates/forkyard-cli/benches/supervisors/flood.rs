@@ -154,7 +154,7 @@ struct Memory {
 fn memory_under_flood(kind: Kind, sink: Sink, secs: f64) -> Result<Memory, String> {
     let (stdout, reader) = sink.open();
     // Two words, so that runit and s6 get a `run` script (`exec /usr/bin/yes y`), as usual.
-    let yes = Svc { name: "flood".into(), argv: vec!["/usr/bin/yes".into(), "y".into()] };
+    let yes = Svc::new("flood", vec!["/usr/bin/yes".into(), "y".into()]);
     let r = Running::start_with(kind, &[yes], "none", false, Output::Logged, stdout);
     let root = Pid::new(r.pid).expect("pid");
     let found = wait_until(Duration::from_secs(20), || {
@@ -285,7 +285,7 @@ fn stops(kinds: &[Kind]) -> Vec<(Kind, Stop, &'static str)> {
 /// One stop under the flood: the time from the bench's request to the flooder's handler.
 fn one_stop(kind: Kind, stop: Stop, sink: Sink, warm: Duration) -> Result<f64, String> {
     let (stdout, reader) = sink.open();
-    let svc = Svc { name: "flood".into(), argv: vec![flooder_bin().display().to_string()] };
+    let svc = Svc::new("flood", vec![flooder_bin().display().to_string()]);
     let r = Running::start_with(kind, &[svc], "none", false, Output::Logged, stdout);
     let result = (|| {
         r.announced(Duration::from_secs(30)).ok_or("the flooder did not start")?;
