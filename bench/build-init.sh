@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
 cargo build -q --profile init --target x86_64-unknown-linux-musl -p forkyard-cli
-echo "$PWD/target/x86_64-unknown-linux-musl/init/forkyard"
+echo "${CARGO_TARGET_DIR:-$PWD/target}/x86_64-unknown-linux-musl/init/forkyard"

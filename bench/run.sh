@@ -3,9 +3,13 @@
 #   bench/run.sh                  every section
 #   bench/run.sh library          the library's (compare.rs): roundtrip pool reap idle ps
 #   bench/run.sh inits            the container inits (inits.rs): storm zombies idle true rss
-#   bench/run.sh supervisors      forkyard up vs supervisord, runit, s6 (supervisors.rs):
-#                                 restart tree zombies rss
+#   bench/run.sh supervisors      forkyard up vs supervisord, runit, s6 and a C floor
+#                                 (supervisors.rs): restart tree zombies rss flood
+#                                 (flood = flood-memory flood-latency)
 #   bench/run.sh library pool     one section
+#   bench/run.sh supervisors restart flood   several
+# FORKYARD_BENCH_ROUNDS=N caps the repetitions of the supervisors' measurements (a quick check
+# of the bench itself, not for recording). Honours CARGO_TARGET_DIR.
 # Needs root (PID namespaces, cgroups), python3 (multiprocessing.Pool), procps (ps) and gcc.
 # Installs the peers from Debian's packages; builds forkyard in release mode and the static
 # init.
@@ -13,11 +17,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 group="${1:-all}"
 shift || true
+target="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --release -q -p forkyard-cli
 # `cargo bench` writes its own build into target/release: keep the release binary aside.
-mkdir -p target/bench-bin
-cp target/release/forkyard target/bench-bin/forkyard
-export FORKYARD_BIN="$PWD/target/bench-bin/forkyard"
+mkdir -p "$target/bench-bin"
+cp "$target/release/forkyard" "$target/bench-bin/forkyard"
+export FORKYARD_BIN="$target/bench-bin/forkyard"
 if [ "$group" = all ] || [ "$group" = library ]; then
   cargo bench -q -p forkyard --bench compare -- "$@"
 fi
