@@ -7,15 +7,15 @@
 
 #[path = "../../forkyard/tests/support/mod.rs"]
 mod support;
+mod up_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use forkyard::procs::Snapshot;
 use forkyard::{Pid, Signal};
+use up_support::{Up, alive_with, forkyard_bin, free_port, index_of, me, write_config, zombies_of};
 
 fn main() {
     if let Ok(helper) = std::env::var("FORKYARD_TEST_HELPER") {
@@ -104,128 +104,6 @@ fn helper_main(which: &str) -> i32 {
 fn spam_line(name: &str, i: usize) -> String {
     let head = format!("{name}-{i:06}-");
     format!("{head}{}", "x".repeat(63 - head.len()))
-}
-
-// --- tools --------------------------------------------------------------------------------
-
-fn forkyard_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_forkyard")
-}
-
-fn me() -> String {
-    std::env::current_exe().expect("the test binary").display().to_string()
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-/// A running `forkyard up` and the lines it has printed.
-struct Up {
-    child: Child,
-    rx: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Up {
-    fn start(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Up {
-        let mut cmd = Command::new(forkyard_bin());
-        cmd.arg("up")
-            .args(args)
-            .arg("--no-color")
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn forkyard up");
-        let (tx, rx) = mpsc::channel();
-        for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Up { child, rx, seen: Vec::new() }
-    }
-
-    /// Waits (with a generous bound) for a line containing `text`; returns its index.
-    fn wait_for(&mut self, text: &str) -> usize {
-        self.wait_for_after(0, text)
-    }
-
-    /// Like `wait_for`, but only lines at index `from` or later count.
-    fn wait_for_after(&mut self, from: usize, text: &str) -> usize {
-        if let Some(i) = self.seen.iter().skip(from).position(|l| l.contains(text)) {
-            return from + i;
-        }
-        loop {
-            match self.rx.recv_timeout(support::PATIENCE) {
-                Ok(line) => {
-                    self.seen.push(line);
-                    if self.seen.last().is_some_and(|l| l.contains(text)) {
-                        return self.seen.len() - 1;
-                    }
-                }
-                Err(_) => panic!("no line with {text:?} in:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::new(self.child.id() as i32).expect("pid")
-    }
-
-    /// Sends `signal` to up and waits for it to exit; returns its code and all its lines.
-    fn stop_with(self, signal: Signal) -> (i32, Vec<String>) {
-        signal.send(self.pid()).expect("signal up");
-        self.finish()
-    }
-
-    /// Waits for up to exit by itself.
-    fn finish(mut self) -> (i32, Vec<String>) {
-        let status =
-            support::wait_for("forkyard up to exit", support::PATIENCE, || self.child.try_wait().expect("try_wait"));
-        while let Ok(line) = self.rx.recv_timeout(Duration::from_secs(2)) {
-            self.seen.push(line);
-        }
-        (status.code().unwrap_or_else(|| panic!("up was killed: {status}")), self.seen)
-    }
-}
-
-fn write_config(dir: &Path, toml: &str) {
-    std::fs::write(dir.join("forkyard.toml"), toml).expect("write forkyard.toml");
-}
-
-fn index_of(lines: &[String], text: &str) -> usize {
-    lines
-        .iter()
-        .position(|l| l.contains(text))
-        .unwrap_or_else(|| panic!("no line with {text:?} in:\n{}", lines.join("\n")))
-}
-
-/// `sleep` processes alive whose command line contains `marker` (the shell that started them
-/// names every marker too, so it is left out).
-fn alive_with(marker: &str) -> Vec<String> {
-    let snap = Snapshot::take().expect("snapshot");
-    snap.processes()
-        .iter()
-        .filter(|p| !p.is_zombie() && p.comm == "sleep" && p.command().contains(marker))
-        .map(|p| format!("{} {}", p.pid, p.command()))
-        .collect()
 }
 
 // --- restarts -------------------------------------------------------------------------------
@@ -657,11 +535,6 @@ fn log_files_rotate() {
 }
 
 // --- PID 1 -------------------------------------------------------------------------------------
-
-fn zombies_of(ppid: i32) -> usize {
-    let snap = Snapshot::take_with(forkyard::procs::ScanOptions { cmdline: false, threads: 1 }).expect("snapshot");
-    snap.zombies().filter(|z| z.ppid.map(Pid::as_raw) == Some(ppid)).count()
-}
 
 fn as_pid1_no_zombie_stays() {
     let dir = tempfile::tempdir().expect("tmp");
