@@ -13,7 +13,7 @@ use std::ffi::OsStr;
 use std::fs::{self, DirBuilder, Permissions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -29,6 +29,9 @@ const STAGING: &str = ".b";
 #[derive(Debug)]
 pub struct RuntimeDir {
     dir: tempfile::TempDir,
+    /// `.lock` inside it, `flock`ed for as long as we live: how the next `up` tells the
+    /// directory of a killed one (which could not remove it) from a live one.
+    _lock: fs::File,
     fallback: Option<String>,
     /// Numbers the sockets whose service name cannot be a file name as it is.
     next: AtomicU32,
@@ -187,8 +190,38 @@ fn prepare_base(base: &Path, root: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// `mkdtemp` in `base`: a new directory of a random name, 0700 (0711 as root).
+/// The name of the lock file in each runtime directory.
+const LOCK: &str = ".lock";
+
+/// Removes the runtime directories in `base` that a killed `up` left: ours, named `up-*`,
+/// whose lock nobody holds. A directory without a lock file is left alone (it may be one
+/// being made at this moment).
+fn sweep_stale(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else { return };
+    let euid = rustix::process::geteuid().as_raw();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = entry.file_name().as_bytes().starts_with(b"up-")
+            && fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == euid);
+        if !ours {
+            continue;
+        }
+        let lock = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path.join(LOCK));
+        let Ok(lock) = lock else { continue };
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+            // remove_dir_all does not follow symbolic links found inside.
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// `mkdtemp` in `base`: a new directory of a random name, 0700 (0711 as root), with its lock
+/// taken; the stale directories of killed `up`s in `base` are removed first.
 fn fresh(base: &Path, fallback: Option<String>) -> io::Result<RuntimeDir> {
+    sweep_stale(base);
     let dir = tempfile::Builder::new().prefix("up-").tempdir_in(base).map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -202,7 +235,17 @@ fn fresh(base: &Path, fallback: Option<String>) -> io::Result<RuntimeDir> {
         fs::set_permissions(dir.path(), Permissions::from_mode(0o711))
             .map_err(|e| io::Error::new(e.kind(), format!("{}: cannot set its mode: {e}", dir.path().display())))?;
     }
-    Ok(RuntimeDir { dir, fallback, next: AtomicU32::new(0) })
+    let lock_path = dir.path().join(LOCK);
+    let lock = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .and_then(|f| {
+            rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map(|()| f).map_err(Into::into)
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: cannot create and lock it: {e}", lock_path.display())))?;
+    Ok(RuntimeDir { dir, _lock: lock, fallback, next: AtomicU32::new(0) })
 }
 
 /// A name that can be used as a file name as it is.
@@ -254,6 +297,26 @@ mod tests {
         drop(rd);
         assert!(!path.exists(), "{} was left behind", path.display());
         assert!(other.path().exists());
+    }
+
+    #[test]
+    fn the_directory_of_a_killed_up_is_removed_by_the_next_and_a_live_one_is_not() {
+        let base = tempfile::tempdir().expect("tmp");
+        let base = base.path().join("forkyard");
+        let live = RuntimeDir::create_in(&base).expect("create");
+        // A killed up's directory: its lock file is there, and nobody holds it.
+        let stale = base.join("up-killed");
+        fs::create_dir(&stale).expect("mkdir");
+        fs::write(stale.join(LOCK), "").expect("lock file");
+        fs::write(stale.join("web.notify"), "").expect("a socket's name");
+        // One being made right now: no lock file yet.
+        let young = base.join("up-young");
+        fs::create_dir(&young).expect("mkdir");
+        let next = RuntimeDir::create_in(&base).expect("create");
+        assert!(!stale.exists(), "the killed up's directory is gone");
+        assert!(live.path().exists(), "a live up's directory stays");
+        assert!(young.exists(), "a directory without a lock file stays");
+        drop((live, next));
     }
 
     #[test]

@@ -597,7 +597,13 @@ impl Machine {
                 })
                 .map_or(0, |s| match (s.phase, s.last_status) {
                     (Phase::Blocked, _) | (_, None) => 1,
-                    (_, Some(status)) => status.shell_code(),
+                    // A failure never exits 0, even when its last exit was a success (a
+                    // budget spent on `restart = "always"`, a readiness deadline whose stop
+                    // the service obeyed with status 0).
+                    (_, Some(status)) => match status.shell_code() {
+                        0 => 1,
+                        code => code,
+                    },
                 }),
         };
         out.push(Action::Notice(Notice::Exiting { code }));

@@ -653,3 +653,17 @@ fn restart_policy_never_leaves_a_failed_service_down_and_says_so() {
     assert!(sim.has(&Notice::NotRestarted { unit: "s".into(), restart: Restart::Never }));
     assert_eq!(sim.exit, Some(1));
 }
+
+#[test]
+fn a_failure_never_exits_0() {
+    // restart = "always" spends its budget on exits that were all successes.
+    let mut sim =
+        Sim::new("[services.w]\ncommand = \"x\"\nrestart = \"always\"\nmax_restarts = 2\nbackoff_initial = \"0\"\n");
+    sim.send(Event::Boot);
+    for _ in 0..3 {
+        sim.exit("w", OK);
+        sim.advance(Duration::from_secs(1));
+    }
+    assert_eq!(sim.m.phase(sim.id("w")), Phase::Failed);
+    assert_eq!(sim.exit, Some(1));
+}
