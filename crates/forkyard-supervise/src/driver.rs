@@ -150,6 +150,9 @@ struct Slot {
     /// The process group the current (or last) run's main process led.
     group: Option<Pid>,
     cgroup: Option<UnitCgroup>,
+    /// A cgroup made ahead for the next run, once the unit has restarted (so that a restart
+    /// does not wait for a `mkdir` in the cgroup filesystem).
+    spare: Option<UnitCgroup>,
     notify: Option<UnixDatagram>,
     log: Option<LogFile>,
     /// The last write to the log file failed (reported once until one succeeds).
@@ -194,6 +197,11 @@ struct Driver<'a> {
     cgroup_runs: u64,
     /// Cgroups of ended runs not yet removed (a dying process keeps one busy briefly).
     retired: Vec<UnitCgroup>,
+    /// Cgroups of ended runs whose leftovers are to be killed at the end of this turn, after
+    /// the replacements have been started (they are in cgroups of their own).
+    dying: Vec<UnitCgroup>,
+    /// Units started in this turn (each may get a spare cgroup when the turn ends).
+    started: Vec<usize>,
     runtime: Option<RuntimeDir>,
     exit: Option<i32>,
 }
@@ -259,6 +267,7 @@ impl<'a> Driver<'a> {
                 pid: None,
                 group: None,
                 cgroup: None,
+                spare: None,
                 notify: None,
                 log,
                 log_failing: false,
@@ -296,6 +305,8 @@ impl<'a> Driver<'a> {
             cgroups,
             cgroup_runs: 0,
             retired: Vec::new(),
+            dying: Vec::new(),
+            started: Vec::new(),
             runtime: None,
             exit: None,
         };
@@ -372,6 +383,32 @@ impl<'a> Driver<'a> {
     /// turn; an action's consequence comes back as an event in the same loop (a queue, not a
     /// call back into the machine).
     fn process(&mut self) {
+        self.process_queue();
+        self.end_of_turn();
+    }
+
+    /// What can wait until this turn's spawns are done: killing what ended runs left in their
+    /// cgroups, and making the next cgroup of units that have restarted.
+    fn end_of_turn(&mut self) {
+        for cg in std::mem::take(&mut self.dying) {
+            cg.kill();
+            self.retired.push(cg);
+        }
+        if let Some(cgroups) = &self.cgroups {
+            for i in std::mem::take(&mut self.started) {
+                let slot = &mut self.slots[i];
+                if slot.run >= 2 && slot.spare.is_none() {
+                    self.cgroup_runs += 1;
+                    let name = format!("{}@{}", self.machine.unit(id(i)).name, self.cgroup_runs);
+                    slot.spare = cgroups.unit(&name).ok();
+                }
+            }
+        } else {
+            self.started.clear();
+        }
+    }
+
+    fn process_queue(&mut self) {
         let mut spawns = 0;
         loop {
             while let Some(action) = self.actions.pop_front() {
@@ -457,9 +494,15 @@ impl<'a> Driver<'a> {
             if let Some(old) = self.slots[i].cgroup.take() {
                 self.retired.push(old);
             }
-            self.cgroup_runs += 1;
+            let made = match self.slots[i].spare.take() {
+                Some(spare) => Some(spare),
+                None => {
+                    self.cgroup_runs += 1;
+                    cgroups.unit(&format!("{}@{}", unit.name, self.cgroup_runs)).ok()
+                }
+            };
             // Without a cgroup this run falls back to process groups and /proc.
-            self.slots[i].cgroup = cgroups.unit(&format!("{}@{}", unit.name, self.cgroup_runs)).ok();
+            self.slots[i].cgroup = made;
         }
         let mut program = command_for(&unit.command, &unit);
         let pipes = (|| -> std::io::Result<_> {
@@ -521,6 +564,7 @@ impl<'a> Driver<'a> {
         }
         self.add_stream(unit_id, out_r);
         self.add_stream(unit_id, err_r);
+        self.started.push(i);
         Event::Spawned { unit: unit_id, run, pid }
     }
 
@@ -569,10 +613,19 @@ impl<'a> Driver<'a> {
     // --- trees and probes ---------------------------------------------------------------------
 
     fn signal_tree(&mut self, unit: UnitId, run: u64, signal: Signal) {
-        let slot = &self.slots[unit.index()];
+        let slot = &mut self.slots[unit.index()];
         if slot.run != run {
             return;
         }
+        if signal == Signal::KILL && slot.pid.is_none() && slot.cgroup.is_some() {
+            // The run has ended: what it left is killed once the replacement, if any, is on
+            // its way (in a cgroup of its own), at the end of this turn.
+            if let Some(cg) = slot.cgroup.take() {
+                self.dying.push(cg);
+            }
+            return;
+        }
+        let slot = &self.slots[unit.index()];
         match &slot.cgroup {
             Some(cg) => drop(cg.signal(signal)),
             None => drop(tree::signal_fallback(slot.pid, slot.group, &self.machine.unit(unit).name, signal)),
@@ -924,8 +977,11 @@ impl<'a> Driver<'a> {
                 None => drop(tree::signal_fallback(slot.pid, slot.group, &self.machine.unit(id(i)).name, Signal::KILL)),
             }
         }
+        for cg in self.dying.drain(..).chain(self.slots.iter_mut().filter_map(|s| s.spare.take())) {
+            self.retired.push(cg);
+        }
         for cg in &self.retired {
-            cg.signal(Signal::KILL);
+            cg.kill();
         }
         let me = Pid::this();
         let deadline = Instant::now() + Duration::from_secs(10);

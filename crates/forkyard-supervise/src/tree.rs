@@ -244,6 +244,19 @@ impl UnitCgroup {
         read_pids(&self.dir.join("cgroup.procs"))
     }
 
+    /// SIGKILL to everything in it, through `cgroup.kill` (Linux 5.14+), else one by one.
+    pub fn kill(&self) {
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join("cgroup.kill"))
+            .and_then(|mut f| f.write_all(b"1"));
+        if written.is_err() {
+            for pid in self.pids() {
+                let _ = Signal::KILL.send(pid);
+            }
+        }
+    }
+
     /// Sends `signal` to every process in it; SIGKILL goes through `cgroup.kill` where the
     /// kernel has it (5.14+), which also catches processes forking at that moment. Returns
     /// how many processes were signalled.

@@ -748,10 +748,16 @@ impl Machine {
         let s = &mut self.units[id.index()];
         let name = s.unit.name.clone();
         match decision {
+            Decision::Restart(delay) if delay.is_zero() => {
+                out.push(Action::Notice(Notice::Restarting { unit: name, delay }));
+                // At once: a spawn is an action, and its outcome comes back as an event, so
+                // even a process that dies at birth makes one restart per turn of the
+                // driver's loop (its death is news from the kernel), never a loop in here.
+                self.set_phase(id, Phase::Backoff);
+                self.start(id, out);
+            }
             Decision::Restart(delay) => {
                 out.push(Action::Notice(Notice::Restarting { unit: name, delay }));
-                // Through a timer even at zero delay: the start happens on the next turn of
-                // the driver's loop, after it has looked at signals and output again.
                 let timer = Timer { unit: id, run: s.run, kind: TimerKind::Restart };
                 out.push(Action::Arm { at: now + delay, timer });
                 self.set_phase(id, Phase::Backoff);
