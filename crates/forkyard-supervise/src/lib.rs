@@ -16,6 +16,7 @@
 //! tree).
 
 pub mod config;
+pub mod control;
 pub mod driver;
 pub mod logs;
 pub mod machine;
