@@ -37,6 +37,8 @@ enum Command {
     Ps(cmd::ps::Args),
     /// Run the services of forkyard.toml (or a Procfile) until they end.
     Up(cmd::up::Args),
+    /// Steer a running forkyard up: status, start, stop, restart, logs, reload...
+    Ctl(cmd::ctl::Args),
     /// Run a command as a container's PID 1 (see forkyard init --help).
     #[command(disable_help_flag = true)]
     Init {
@@ -105,9 +107,12 @@ fn subcommand(args: Vec<OsString>, inherited: Inherited) -> i32 {
     if let Command::Up(args) = &cli.command {
         return cmd::up::run(args, inherited);
     }
+    if let Command::Ctl(args) = &cli.command {
+        return cmd::ctl::run(args);
+    }
     let outcome = match cli.command {
         Command::Ps(args) => cmd::ps::run(&args),
-        Command::Init { .. } | Command::Up(_) => Ok(std::process::ExitCode::SUCCESS),
+        Command::Init { .. } | Command::Up(_) | Command::Ctl(_) => Ok(std::process::ExitCode::SUCCESS),
     };
     match outcome {
         Ok(code) if code == std::process::ExitCode::SUCCESS => 0,
