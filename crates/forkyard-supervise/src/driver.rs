@@ -471,6 +471,7 @@ impl<'a> Driver<'a> {
                 }
             }
             Action::Exit { code } => self.exit = Some(code),
+            Action::Reload => {}
         }
     }
 

@@ -218,10 +218,39 @@ pub fn words(notice: &Notice) -> String {
         Notice::ShutdownRequested { signal, .. } => format!("{signal} received: stopping every service"),
         Notice::ForceRequested { signal } => format!("{signal} received again: killing every service now"),
         Notice::SignalIgnored { signal } => {
-            format!("{signal} received: ignored (SIGTERM or SIGINT stop everything, SIGUSR1 reopens log files)")
+            format!(
+                "{signal} received: ignored (SIGTERM or SIGINT stop everything, SIGHUP reloads the \
+                 configuration, SIGUSR1 reopens log files)"
+            )
         }
-        Notice::ReloadUnsupported => {
-            "SIGHUP received: reloading the configuration is not supported yet; everything goes on as it is".into()
+        Notice::ReloadRequested => "reloading the configuration".into(),
+        Notice::Reloaded { added, changed, removed } => {
+            let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+            format!(
+                "configuration reloaded: added {}; restarting with new settings {}; removed {}",
+                list(added),
+                list(changed),
+                list(removed)
+            )
+        }
+        Notice::ReloadFailed { error } => {
+            format!("the configuration was not reloaded, nothing changed: {error}")
+        }
+        Notice::Held { unit } => format!("{unit} stopped on request; it stays down until started"),
+        Notice::Requested { what, units } => format!("{what} {} (through the control socket)", units.join(", ")),
+        Notice::ControlListening { path } => format!("control socket: {} (forkyard ctl)", path.display()),
+        Notice::HttpListening { address } => {
+            format!("serving /metrics, /healthz and /readyz on http://{address} (read-only)")
+        }
+        Notice::ControlUnavailable { error } => {
+            format!("no control socket: {error}; the services run without forkyard ctl")
+        }
+        Notice::ControlRefused { uid, pid, more } => {
+            let more = if *more > 0 { format!(" ({more} more refused since the last report)") } else { String::new() };
+            format!(
+                "refused a control connection from uid {uid} (pid {pid}): only root and forkyard's own user \
+                 may use the control socket{more}"
+            )
         }
         Notice::ReopeningLogs => "SIGUSR1 received: reopening the log files".into(),
         Notice::LogFile { unit, path, error } => {
