@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use forkyard::{ExitStatus, Pid};
 
-use super::{AfterStop, Action, Machine, Phase, UnitId, UnitState, Work, id_of};
+use super::{Action, AfterStop, Machine, Phase, UnitId, UnitState, Work, id_of};
 use crate::config::{Condition, Plan, Probe, Unit};
 use crate::notice::{Notice, ProbeFailure};
 use crate::policy::History;
@@ -152,7 +152,9 @@ impl Machine {
         if let Some(id) = self.names.get(name) {
             return vec![*id];
         }
-        self.ids().filter(|id| !self.units[id.index()].removing && self.units[id.index()].unit.service == name).collect()
+        self.ids()
+            .filter(|id| !self.units[id.index()].removing && self.units[id.index()].unit.service == name)
+            .collect()
     }
 
     /// The services there are, in start order.
@@ -238,8 +240,13 @@ impl Machine {
 
     pub(super) fn record(&mut self, id: UnitId, ended: bool) {
         let s = &self.units[id.index()];
-        let change =
-            Change { unit: id, state: self.state(id), pid: s.pid, run: s.run, exit: if ended { s.last_status } else { None } };
+        let change = Change {
+            unit: id,
+            state: self.state(id),
+            pid: s.pid,
+            run: s.run,
+            exit: if ended { s.last_status } else { None },
+        };
         self.changes.push(change);
     }
 
@@ -362,6 +369,20 @@ impl Machine {
             },
             Phase::Removed => {}
         }
+    }
+
+    /// Stops everything as SIGTERM would (a request through the control socket); returns
+    /// the exit code `up` will end with.
+    pub fn shutdown(&mut self, now: Instant, out: &mut Vec<Action>) -> Option<i32> {
+        if self.exited {
+            return None;
+        }
+        if self.shutdown.is_none() {
+            self.begin_shutdown(128 + forkyard::Signal::TERM.as_raw(), now, out);
+        }
+        self.do_work(now, out);
+        self.check_finished(out);
+        self.shutdown.map(|s| s.code)
     }
 
     // --- units added, changed and removed ------------------------------------------------------
