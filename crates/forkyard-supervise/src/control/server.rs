@@ -31,7 +31,10 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_HEADERS: usize = 16 * 1024;
 /// The largest body announced that is not refused (no endpoint reads one).
 pub const MAX_BODY: u64 = 64 * 1024;
-/// Connections served at once; more wait in the kernel's queue.
+/// Connections served at once; more wait in the kernel's queue. Kept well under the usual
+/// limit of 1,024 descriptors, which the services' pipes also need. Only root and `up`'s own
+/// user can hold them (others are answered and dropped at once), and they can stop `up`
+/// anyway.
 pub const MAX_CONNECTIONS: usize = 256;
 /// The longest a `start` or `restart` waits for readiness when nothing else says.
 pub const DEFAULT_READY_WAIT: Duration = Duration::from_secs(60);
@@ -97,30 +100,41 @@ async fn serve(
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let me = rustix::process::geteuid().as_raw();
     loop {
-        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else { break };
         tokio::select! {
             _ = stop.notified() => break,
             accepted = accept_unix(unix.as_ref()) => {
-                let Ok(stream) = accepted else { continue };
+                let Ok(stream) = accepted else {
+                    // Out of descriptors, most likely: do not spin on it.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
                 let (uid, pid) = match stream.peer_cred() {
                     Ok(c) => (c.uid(), c.pid().unwrap_or(0)),
                     Err(_) => (u32::MAX, 0),
                 };
-                let allowed = uid == 0 || uid == me;
-                if !allowed {
+                if uid != 0 && uid != me {
+                    // Refused at once, holding no connection slot: whoever is not allowed
+                    // cannot use up the slots of those who are.
                     ctx.hub.send(Command::Refused { uid, pid });
+                    tokio::spawn(refuse(stream));
+                    continue;
                 }
+                let Ok(permit) = Arc::clone(&limit).acquire_owned().await else { break };
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    connection(stream, ctx, Access { allowed, read_only: false }).await;
+                    connection(stream, ctx, Access { read_only: false }).await;
                     drop(permit);
                 });
             }
             accepted = accept_tcp(tcp.as_ref()) => {
-                let Ok(stream) = accepted else { continue };
+                let Ok(stream) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let Ok(permit) = Arc::clone(&limit).acquire_owned().await else { break };
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    connection(stream, ctx, Access { allowed: true, read_only: true }).await;
+                    connection(stream, ctx, Access { read_only: true }).await;
                     drop(permit);
                 });
             }
@@ -149,8 +163,38 @@ async fn accept_tcp(l: Option<&tokio::net::TcpListener>) -> std::io::Result<toki
 
 #[derive(Clone, Copy)]
 struct Access {
-    allowed: bool,
     read_only: bool,
+}
+
+/// The whole answer to a peer that is not allowed: a fixed 403, whatever it sends, then the
+/// connection is closed (bounded in time: a peer that does not read it is dropped).
+async fn refuse(mut stream: tokio::net::UnixStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = serde_json::to_string(&api::ErrorReply {
+        error: "only root and the user running forkyard up may use its control socket".into(),
+        services: Vec::new(),
+    })
+    .unwrap_or_default();
+    let reply = format!(
+        "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(HEADER_TIMEOUT, async {
+        use tokio::io::AsyncReadExt;
+        let _ = stream.write_all(reply.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        // Read what the peer sent (a bounded amount) before closing: closing with unread
+        // input resets the connection, and the peer may lose the reply.
+        let mut sink = [0u8; 4096];
+        let mut left = MAX_HEADERS;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 async fn connection<S>(stream: S, ctx: Ctx, access: Access)
@@ -202,9 +246,6 @@ fn stream(content_type: &'static str, body: Channel<Bytes>) -> Response<Body> {
 // --- routes ----------------------------------------------------------------------------------------
 
 async fn route(ctx: Ctx, access: Access, req: Request<Incoming>) -> Response<Body> {
-    if !access.allowed {
-        return error(403, "only root and the user running forkyard up may use its control socket");
-    }
     let announced = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > MAX_BODY) {
         return error(413, format!("request bodies are limited to {MAX_BODY} bytes, and no endpoint takes one"));
