@@ -185,7 +185,7 @@ impl Driver<'_> {
             let i = uid.index();
             let unit = self.machine.unit(uid);
             let view = self.machine.view(uid);
-            let slot = &self.slots[i];
+            let Some(slot) = self.slots.get(i) else { continue };
             let status = api::ServiceStatus {
                 name: unit.name.clone(),
                 service: unit.service.clone(),
