@@ -27,4 +27,4 @@ pub mod probe;
 pub mod runtime;
 pub mod tree;
 
-pub use driver::{Options, SetupError, run};
+pub use driver::{ControlOptions, Options, SetupError, run};

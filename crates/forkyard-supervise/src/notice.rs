@@ -221,8 +221,58 @@ pub enum Notice {
         /// The signal.
         signal: Signal,
     },
-    /// SIGHUP asked for a reload, which this engine cannot do yet.
-    ReloadUnsupported,
+    /// SIGHUP (or `forkyard ctl reload`) asks for the configuration to be read again.
+    ReloadRequested,
+    /// The configuration was read again and applied.
+    Reloaded {
+        /// Instances added.
+        added: Vec<String>,
+        /// Instances restarted with new settings.
+        changed: Vec<String>,
+        /// Instances removed.
+        removed: Vec<String>,
+    },
+    /// The configuration read again is not valid: nothing changed.
+    ReloadFailed {
+        /// Why (as `up --check` says it).
+        error: String,
+    },
+    /// A unit was stopped on request and stays down until started.
+    Held {
+        /// The unit.
+        unit: String,
+    },
+    /// A request came through the control socket.
+    Requested {
+        /// What (`start`, `stop`, `restart`, `signal HUP`, `scale 3`).
+        what: String,
+        /// The instances concerned.
+        units: Vec<String>,
+    },
+    /// The control socket is ready for `forkyard ctl`.
+    ControlListening {
+        /// Its path.
+        path: PathBuf,
+    },
+    /// The read-only HTTP endpoints are ready.
+    HttpListening {
+        /// The address.
+        address: String,
+    },
+    /// The control plane could not be set up; the services run without it.
+    ControlUnavailable {
+        /// What failed.
+        error: String,
+    },
+    /// Someone who is neither root nor `up`'s user connected to the control socket: refused.
+    ControlRefused {
+        /// Their user ID.
+        uid: u32,
+        /// Their process (0 when unknown).
+        pid: i32,
+        /// Refusals not reported before this one (reports are at most one a second).
+        more: u64,
+    },
     /// SIGUSR1: log files are opened again (after logrotate moved them).
     ReopeningLogs,
     /// A log file could not be opened or written; the service runs on without it.

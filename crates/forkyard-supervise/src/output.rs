@@ -146,6 +146,11 @@ impl Output {
         let _ = rustix::io::read(&self.shared.room, &mut buf);
     }
 
+    /// The width names are padded to.
+    pub fn width(&self) -> usize {
+        self.style.width
+    }
+
     /// How many of the supervisor's messages were dropped since the last call.
     pub fn take_dropped(&mut self) -> u64 {
         std::mem::take(&mut self.dropped)

@@ -244,6 +244,11 @@ impl UnitCgroup {
         read_pids(&self.dir.join("cgroup.procs"))
     }
 
+    /// Its directory in the cgroup filesystem.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
     /// SIGKILL to everything in it, through `cgroup.kill` (Linux 5.14+), else one by one.
     pub fn kill(&self) {
         let written = std::fs::OpenOptions::new()

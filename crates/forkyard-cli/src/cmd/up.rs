@@ -14,7 +14,7 @@ use forkyard_supervise::config::{self, Condition, Restart};
 use forkyard_supervise::notice::{BlockedBecause, Notice, ProbeFailure, TreeMethod};
 
 /// Options of `forkyard up`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// The configuration: a forkyard.toml, or a Procfile (default: ./forkyard.toml, else
     /// ./Procfile with ./.env).
@@ -32,6 +32,14 @@ pub struct Args {
     /// Start every line with the time of day (UTC, to the millisecond).
     #[arg(long)]
     timestamps: bool,
+    /// The control socket for forkyard ctl (default: one named after the configuration, in
+    /// /run/forkyard/ctl as root, else $XDG_RUNTIME_DIR/forkyard/ctl; also FORKYARD_SOCKET).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Serve /metrics, /healthz and /readyz (read-only) on this TCP address, like
+    /// 0.0.0.0:9090 (also [http] listen in the configuration).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
     /// Procfile mode: the first PORT (then +100 per process type).
     #[arg(long, value_name = "N", default_value_t = 5000)]
     port_base: u16,
@@ -44,10 +52,11 @@ fn is_procfile(path: &Path) -> bool {
     path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("Procfile"))
 }
 
-/// Loads the plan, or prints why not.
-fn plan(args: &Args) -> Result<config::Plan, String> {
-    let path = match &args.file {
-        Some(p) => p.clone(),
+/// The configuration file `up` (and `ctl`) use: `-f FILE`, else ./forkyard.toml, else
+/// ./Procfile.
+pub fn config_path(file: Option<&Path>) -> Result<PathBuf, String> {
+    Ok(match file {
+        Some(p) => p.to_path_buf(),
         None if Path::new("forkyard.toml").exists() => PathBuf::from("forkyard.toml"),
         None if Path::new("Procfile").exists() => PathBuf::from("Procfile"),
         None => {
@@ -55,7 +64,12 @@ fn plan(args: &Args) -> Result<config::Plan, String> {
                         (see the README for the format)"
                 .into());
         }
-    };
+    })
+}
+
+/// Loads the plan, or prints why not.
+fn load_plan(args: &Args) -> Result<config::Plan, String> {
+    let path = config_path(args.file.as_deref())?;
     let loaded =
         if is_procfile(&path) { config::load_procfile(&path, args.port_base) } else { config::load_toml(&path) };
     let mut plan = loaded.map_err(|e| e.to_string())?;
@@ -69,7 +83,7 @@ fn plan(args: &Args) -> Result<config::Plan, String> {
 
 /// Runs `forkyard up`; returns the exit code.
 pub fn run(args: &Args, inherited: Inherited) -> i32 {
-    let plan = match plan(args) {
+    let plan = match load_plan(args) {
         Ok(p) => p,
         Err(e) => {
             crate::compat::err(&format!("forkyard up: {e}\n"));
@@ -99,12 +113,24 @@ pub fn run(args: &Args, inherited: Inherited) -> i32 {
     }
     let colour =
         !args.no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal();
+    // A reload reads the same file with the same selection, and checks it as --check does.
+    let reload_args = Args { check: true, file: Some(plan.source.clone()), ..args.clone() };
+    let reload: forkyard_supervise::control::Reload = std::sync::Arc::new(move || load_plan(&reload_args));
+    let socket = forkyard_supervise::control::socket_for(&plan.source, args.socket.as_deref());
+    let default_location = socket == forkyard_supervise::control::default_socket(&plan.source);
     let options = forkyard_supervise::Options {
         inherited,
         exit_on_first: args.exit_on_first,
         colour,
         timestamps: args.timestamps,
         words,
+        failure_words: failure,
+        control: Some(forkyard_supervise::ControlOptions {
+            socket,
+            default_location,
+            http: args.http.clone(),
+            reload: Some(reload),
+        }),
     };
     match forkyard_supervise::run(&plan, &options) {
         Ok(code) => code,
@@ -218,10 +244,39 @@ pub fn words(notice: &Notice) -> String {
         Notice::ShutdownRequested { signal, .. } => format!("{signal} received: stopping every service"),
         Notice::ForceRequested { signal } => format!("{signal} received again: killing every service now"),
         Notice::SignalIgnored { signal } => {
-            format!("{signal} received: ignored (SIGTERM or SIGINT stop everything, SIGUSR1 reopens log files)")
+            format!(
+                "{signal} received: ignored (SIGTERM or SIGINT stop everything, SIGHUP reloads the \
+                 configuration, SIGUSR1 reopens log files)"
+            )
         }
-        Notice::ReloadUnsupported => {
-            "SIGHUP received: reloading the configuration is not supported yet; everything goes on as it is".into()
+        Notice::ReloadRequested => "reloading the configuration".into(),
+        Notice::Reloaded { added, changed, removed } => {
+            let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+            format!(
+                "configuration reloaded: added {}; restarting with new settings {}; removed {}",
+                list(added),
+                list(changed),
+                list(removed)
+            )
+        }
+        Notice::ReloadFailed { error } => {
+            format!("the configuration was not reloaded, nothing changed: {error}")
+        }
+        Notice::Held { unit } => format!("{unit} stopped on request; it stays down until started"),
+        Notice::Requested { what, units } => format!("{what} {} (through the control socket)", units.join(", ")),
+        Notice::ControlListening { path } => format!("control socket: {} (forkyard ctl)", path.display()),
+        Notice::HttpListening { address } => {
+            format!("serving /metrics, /healthz and /readyz on http://{address} (read-only)")
+        }
+        Notice::ControlUnavailable { error } => {
+            format!("no control socket: {error}; the services run without forkyard ctl")
+        }
+        Notice::ControlRefused { uid, pid, more } => {
+            let more = if *more > 0 { format!(" ({more} more refused since the last report)") } else { String::new() };
+            format!(
+                "refused a control connection from uid {uid} (pid {pid}): only root and forkyard's own user \
+                 may use the control socket{more}"
+            )
         }
         Notice::ReopeningLogs => "SIGUSR1 received: reopening the log files".into(),
         Notice::LogFile { unit, path, error } => {

@@ -21,6 +21,7 @@ mod verify;
 use std::path::{Path, PathBuf};
 
 pub use dotenv::{DotenvError, parse_env_file};
+
 pub use model::{Check, CommandLine, Condition, HttpCheck, Origin, Position, Probe, Restart, Unit};
 pub use procfile::load_procfile;
 pub use toml::{load_toml, parse_toml};
@@ -65,6 +66,26 @@ pub struct Plan {
     /// Whether any unit's end should end `up` (Procfile mode: every unit is critical, as in
     /// foreman).
     pub from_procfile: bool,
+    /// The control plane's settings.
+    pub control: ControlSettings,
+}
+
+/// The most lines `log_lines` keeps per service.
+pub const MAX_LOG_LINES: usize = 100_000;
+
+/// How the control plane runs: top-level `log_lines` and `[http] listen`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlSettings {
+    /// Lines kept per service for `forkyard ctl logs` (default 1,000).
+    pub log_lines: usize,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (`IP:PORT`), if anywhere.
+    pub http_listen: Option<String>,
+}
+
+impl Default for ControlSettings {
+    fn default() -> ControlSettings {
+        ControlSettings { log_lines: 1000, http_listen: None }
+    }
 }
 
 impl Plan {

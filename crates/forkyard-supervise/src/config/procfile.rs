@@ -82,7 +82,7 @@ pub fn load_procfile(path: &Path, port_base: u16) -> Result<Plan, ConfigError> {
     if units.is_empty() {
         return Err(err(1, 1, "no processes: add lines like 'web: python -m http.server $PORT'".into()));
     }
-    Ok(Plan { source: path.to_path_buf(), units, from_procfile: true })
+    Ok(Plan { source: path.to_path_buf(), units, from_procfile: true, control: Default::default() })
 }
 
 #[cfg(test)]

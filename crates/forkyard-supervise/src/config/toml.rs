@@ -16,7 +16,7 @@ use serde::Deserialize;
 use forkyard::{Signal, parse_duration};
 
 use super::model::{Check, CommandLine, Condition, HttpCheck, Origin, Position, Probe, Restart, Unit};
-use super::{ConfigError, Plan, base_dir, dotenv, order, valid_name};
+use super::{ConfigError, ControlSettings, MAX_LOG_LINES, Plan, base_dir, dotenv, order, valid_name};
 
 // --- the file format ------------------------------------------------------------------
 
@@ -30,6 +30,16 @@ struct File {
     env: EnvTable,
     #[serde(default)]
     services: BTreeMap<String, Spanned<Service>>,
+    /// Lines kept per service for `forkyard ctl logs`.
+    log_lines: Option<Spanned<i64>>,
+    http: Option<HttpTable>,
+}
+
+/// `[http]`: the read-only endpoints for orchestrators.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpTable {
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -440,7 +450,35 @@ pub fn parse_toml(text: &str, path: &Path) -> Result<Plan, ConfigError> {
         let at = parsed.services.get(&first).map_or(0, |s| s.span().start);
         ctx.at(at, Some(&first), format!("dependency cycle: {}", cycle.join(" -> ")))
     })?;
-    Ok(Plan { source: path.to_path_buf(), units, from_procfile: false })
+    let mut control = ControlSettings::default();
+    if let Some(n) = &parsed.log_lines {
+        match usize::try_from(*n.get_ref()) {
+            Ok(lines) if lines <= MAX_LOG_LINES => control.log_lines = lines,
+            _ => {
+                return Err(ctx.at(
+                    n.span().start,
+                    None,
+                    format!(
+                        "log_lines must be from 0 to {MAX_LOG_LINES} (lines kept per service for forkyard ctl logs)"
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(listen) = parsed.http.as_ref().and_then(|h| h.listen.as_ref()) {
+        if listen.get_ref().parse::<std::net::SocketAddr>().is_err() {
+            return Err(ctx.at(
+                listen.span().start,
+                None,
+                format!(
+                    "[http] listen = \"{}\" is not an address: write IP:PORT, like \"0.0.0.0:9090\"",
+                    listen.get_ref()
+                ),
+            ));
+        }
+        control.http_listen = Some(listen.get_ref().clone());
+    }
+    Ok(Plan { source: path.to_path_buf(), units, from_procfile: false, control })
 }
 
 /// Validates one service and adds its units (one, or one per instance) to `units`.

@@ -304,7 +304,8 @@ mod tests {
     fn a_unit_built_in_code_is_reported_against_the_plan() {
         let unit = Unit::new("x", CommandLine::Argv(vec!["no-such-program-x".into()]), "/".into());
         assert_eq!(unit.origin, Origin::default());
-        let plan = Plan { source: "plan.toml".into(), units: vec![unit], from_procfile: false };
+        let plan =
+            Plan { source: "plan.toml".into(), units: vec![unit], from_procfile: false, control: Default::default() };
         let err = verify(&plan).expect_err("missing");
         assert!(err.to_string().starts_with("plan.toml:1:1: service 'x': command: "), "{err}");
     }

@@ -7,10 +7,22 @@
 //! the loop publishes when something changes, and sends commands that the loop takes in
 //! one bounded batch per turn, as it takes signals.
 //!
-//! Parts: [`api`] (the messages, shared with the client), `socket` (where the socket lives
-//! and who may use it).
+//! Parts: [`api`] (the messages, shared with the client), [`hub`] (what the loop and the
+//! server share), [`server`] (HTTP), [`socket`] (making the socket), [`usage`] (CPU and
+//! memory of a unit).
 
 pub mod api;
+pub mod hub;
+pub mod server;
+pub mod socket;
+pub mod usage;
+
+/// Reads the configuration again, as `up` first read it (same file, same selection, same
+/// checks as `up --check`); the error is what `up --check` would print.
+pub type Reload = std::sync::Arc<dyn Fn() -> Result<crate::config::Plan, String> + Send + Sync>;
+
+/// The most instances `scale` sets.
+pub const MAX_INSTANCES: u32 = 1000;
 
 use std::path::{Path, PathBuf};
 

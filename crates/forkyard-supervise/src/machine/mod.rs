@@ -18,10 +18,13 @@
 //! kept per unit (unmet dependencies, live dependents), so that each event costs time in
 //! proportion to the units it concerns, not to the size of the configuration.
 
+mod control;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
+pub use control::{Change, Reconciled, Request, State, View};
+
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use forkyard::{ExitStatus, Pid, Signal};
@@ -215,6 +218,8 @@ pub enum Action {
     Notice(Notice),
     /// Open every log file again (SIGUSR1).
     ReopenLogs,
+    /// Read the configuration again and apply it with [`Machine::reconcile`] (SIGHUP).
+    Reload,
     /// Everything has ended: clean up and exit with `code`.
     Exit {
         /// The exit code.
@@ -248,12 +253,20 @@ pub enum Phase {
     Failed,
     /// Never to start: a dependency cannot reach its condition.
     Blocked,
+    /// Stopped on request (`forkyard ctl stop`): stays down, whatever its restart policy,
+    /// until started again; `up` does not end because of it.
+    Held,
+    /// Taken out of the configuration (a reload, a scale down): forgotten.
+    Removed,
 }
 
 impl Phase {
     /// Whether the unit still has something to do (the machine exits when no unit has).
     fn active(self) -> bool {
-        matches!(self, Phase::Waiting | Phase::Starting | Phase::Running | Phase::Backoff | Phase::Stopping)
+        matches!(
+            self,
+            Phase::Waiting | Phase::Starting | Phase::Running | Phase::Backoff | Phase::Stopping | Phase::Held
+        )
     }
 
     /// Whether a process of the unit is (or is about to be) running.
@@ -271,6 +284,13 @@ enum AfterStop {
     Restart,
     /// It is marked failed (not ready in time).
     Fail,
+    /// It stays down until started again (a stop request).
+    Hold,
+    /// It is started again at once, budget reset (a restart request, a changed
+    /// configuration).
+    Start,
+    /// It is forgotten (removed from the configuration).
+    Remove,
 }
 
 struct UnitState {
@@ -302,9 +322,45 @@ struct UnitState {
     /// The last readiness failure of this run (a new one is reported when it differs).
     ready_failure: Option<ProbeFailure>,
     after_stop: AfterStop,
+    /// A stop requested while the process was being started: applied once it runs.
+    pending: Option<AfterStop>,
+    /// The run of its first start in this slot (slots of removed units are reused, and run
+    /// numbers never go back, so stale events stay recognisable).
+    first_run: u64,
+    /// Being removed: no longer found by name.
+    removing: bool,
 }
 
 impl UnitState {
+    /// A unit not yet linked to its dependencies, waiting, whose next run is `run + 1`.
+    fn new(unit: Unit, run: u64) -> UnitState {
+        UnitState {
+            unit,
+            deps: Vec::new(),
+            dependents: Vec::new(),
+            unmet: 0,
+            live_dependents: 0,
+            phase: Phase::Waiting,
+            run,
+            pid: None,
+            started_at: None,
+            ever_started: false,
+            ready: false,
+            was_ready: false,
+            completed: None,
+            last_status: None,
+            history: History::default(),
+            probes: [None, None],
+            attempts: 0,
+            live_failures: 0,
+            ready_failure: None,
+            after_stop: AfterStop::Down,
+            pending: None,
+            first_run: run,
+            removing: false,
+        }
+    }
+
     fn met(&self, condition: Condition) -> bool {
         match condition {
             Condition::Started => self.ever_started,
@@ -342,6 +398,12 @@ pub struct Machine {
     first_interrupt: Option<Instant>,
     exited: bool,
     work: VecDeque<Work>,
+    /// Present units by name (not removed, not being removed).
+    names: HashMap<String, UnitId>,
+    /// Slots of removed units, for reuse.
+    free: Vec<UnitId>,
+    /// State changes since the driver last took them.
+    changes: Vec<Change>,
 }
 
 /// A second SIGINT kills everything at once only if it comes at least this long after the
@@ -353,52 +415,39 @@ impl Machine {
     /// A machine for `plan`, its units in the plan's (start) order, all waiting. Send it
     /// [`Event::Boot`] to begin.
     pub fn new(plan: &Plan, settings: Settings) -> Machine {
-        let index: std::collections::HashMap<&str, UnitId> =
-            plan.units.iter().enumerate().map(|(i, u)| (u.name.as_str(), UnitId(id_of(i)))).collect();
-        let mut units: Vec<UnitState> = plan
-            .units
-            .iter()
-            .map(|u| UnitState {
-                unit: u.clone(),
-                deps: u
-                    .depends_on
-                    .iter()
-                    .filter_map(|(name, condition)| index.get(name.as_str()).map(|id| (*id, *condition)))
-                    .collect(),
-                dependents: Vec::new(),
-                unmet: 0,
-                live_dependents: 0,
-                phase: Phase::Waiting,
-                run: 0,
-                pid: None,
-                started_at: None,
-                ever_started: false,
-                ready: false,
-                was_ready: false,
-                completed: None,
-                last_status: None,
-                history: History::default(),
-                probes: [None, None],
-                attempts: 0,
-                live_failures: 0,
-                ready_failure: None,
-                after_stop: AfterStop::Down,
-            })
-            .collect();
-        for i in 0..units.len() {
-            units[i].unmet = units[i].deps.len();
-            for k in 0..units[i].deps.len() {
-                let (dep, condition) = units[i].deps[k];
-                units[dep.index()].dependents.push((UnitId(id_of(i)), condition));
-            }
+        let mut m = Machine {
+            units: Vec::with_capacity(plan.units.len()),
+            settings,
+            active: 0,
+            shutdown: None,
+            first_interrupt: None,
+            exited: false,
+            work: VecDeque::new(),
+            names: HashMap::new(),
+            free: Vec::new(),
+            changes: Vec::new(),
+        };
+        for unit in &plan.units {
+            let id = UnitId(id_of(m.units.len()));
+            m.units.push(UnitState::new(unit.clone(), 0));
+            m.active += 1;
+            m.names.insert(unit.name.clone(), id);
         }
-        let active = units.len();
-        Machine { units, settings, active, shutdown: None, first_interrupt: None, exited: false, work: VecDeque::new() }
+        for i in 0..m.units.len() {
+            m.link(UnitId(id_of(i)));
+        }
+        m
     }
 
-    /// The units, in start order.
+    /// The units present (not removed), in start order (units added at run time last).
     pub fn ids(&self) -> impl Iterator<Item = UnitId> + '_ {
-        (0..self.units.len()).map(|i| UnitId(id_of(i)))
+        (0..self.units.len()).filter(|&i| self.units[i].phase != Phase::Removed).map(|i| UnitId(id_of(i)))
+    }
+
+    /// How many unit slots there are (removed ones included): every [`UnitId`] given out is
+    /// below this.
+    pub fn slots(&self) -> usize {
+        self.units.len()
     }
 
     /// The configuration of a unit.
@@ -498,6 +547,7 @@ impl Machine {
             return;
         }
         self.units[id.index()].phase = phase;
+        self.record(id, old.live() && !phase.live());
         match (old.active(), phase.active()) {
             (true, false) => self.active -= 1,
             (false, true) => self.active += 1,
@@ -662,6 +712,11 @@ impl Machine {
                 timer: Timer { unit: id, run, kind: TimerKind::Check(CheckKind::Live) },
             });
         }
+        if let Some(after) = self.units[id.index()].pending.take() {
+            // Asked to stop (or restart) while it was being started.
+            self.stop(id, after, now, out);
+            return;
+        }
         if let Some(shutdown) = self.shutdown {
             // Started while everything stops (the spawn was already on its way).
             if shutdown.forced {
@@ -681,6 +736,8 @@ impl Machine {
         s.ready = true;
         let first = !s.was_ready;
         s.was_ready = true;
+        self.record(id, false);
+        let s = &mut self.units[id.index()];
         if s.unit.ready.is_some() {
             out.push(Action::Notice(Notice::Ready { unit: s.unit.name.clone() }));
         }
@@ -695,6 +752,11 @@ impl Machine {
     fn ended(&mut self, id: UnitId, status: ExitStatus, ran: Ran, now: Instant, out: &mut Vec<Action>) {
         let s = &mut self.units[id.index()];
         let run = s.run;
+        if let Some(after) = s.pending.take() {
+            // It ended before it ran (or before the stop could be sent): as if stopped.
+            s.after_stop = after;
+            s.phase = Phase::Stopping;
+        }
         let was_stopping = s.phase == Phase::Stopping;
         s.pid = None;
         s.last_status = Some(status);
@@ -718,6 +780,13 @@ impl Machine {
                     self.apply(id, decision, now, out);
                 }
                 AfterStop::Fail => self.set_phase(id, Phase::Failed),
+                AfterStop::Remove => self.tombstone(id),
+                AfterStop::Hold if self.shutdown.is_none() => self.set_phase(id, Phase::Held),
+                AfterStop::Start if self.shutdown.is_none() => {
+                    s.history = History::default();
+                    self.set_phase(id, Phase::Backoff);
+                    self.start(id, out);
+                }
                 _ => self.set_phase(id, Phase::Done),
             }
             return;
@@ -933,7 +1002,12 @@ impl Machine {
                     out.push(Action::Notice(Notice::ShutdownRequested { signal: s, can_force: true }));
                 }
             }
-            s if s == Signal::HUP => out.push(Action::Notice(Notice::ReloadUnsupported)),
+            s if s == Signal::HUP => {
+                if self.shutdown.is_none() {
+                    out.push(Action::Notice(Notice::ReloadRequested));
+                    out.push(Action::Reload);
+                }
+            }
             s if s == Signal::USR1 => {
                 out.push(Action::Notice(Notice::ReopeningLogs));
                 out.push(Action::ReopenLogs);
@@ -952,8 +1026,10 @@ impl Machine {
         for i in (0..self.units.len()).rev() {
             let id = UnitId(id_of(i));
             match self.units[i].phase {
-                Phase::Waiting | Phase::Backoff => self.set_phase(id, Phase::Done),
+                Phase::Waiting | Phase::Backoff | Phase::Held => self.set_phase(id, Phase::Done),
                 Phase::Running => self.work.push_back(Work::MaybeStop(id)),
+                // Asked to stop while being started: in a shutdown, as everything else.
+                Phase::Starting => self.units[i].pending = None,
                 _ => {}
             }
         }

@@ -68,27 +68,45 @@ impl Sim {
         while let Some(event) = queue.pop_front() {
             let mut out = Vec::new();
             self.m.handle(event, self.now, &mut out);
-            for action in &out {
-                match action {
-                    Action::Arm { at, timer } => self.timers.push((*at, *timer)),
-                    Action::Spawn { unit, run } => {
-                        if self.auto_spawn {
-                            self.next_pid += 1;
-                            let pid = Pid::new(self.next_pid).expect("pid");
-                            queue.push_back(Event::Spawned { unit: *unit, run: *run, pid });
-                        } else {
-                            self.spawns.push((*unit, *run));
-                        }
-                    }
-                    Action::Exit { code } => {
-                        assert!(self.exit.is_none(), "exit asked twice");
-                        self.exit = Some(*code);
-                    }
-                    _ => {}
-                }
-            }
-            self.log.extend(out);
+            self.take(out, &mut queue);
         }
+    }
+
+    /// Calls the machine directly (a control request, a reload), then answers as `send`.
+    fn call<R>(&mut self, f: impl FnOnce(&mut Machine, Instant, &mut Vec<Action>) -> R) -> R {
+        let mut out = Vec::new();
+        let r = f(&mut self.m, self.now, &mut out);
+        let mut queue = std::collections::VecDeque::new();
+        self.take(out, &mut queue);
+        while let Some(event) = queue.pop_front() {
+            let mut out = Vec::new();
+            self.m.handle(event, self.now, &mut out);
+            self.take(out, &mut queue);
+        }
+        r
+    }
+
+    fn take(&mut self, out: Vec<Action>, queue: &mut std::collections::VecDeque<Event>) {
+        for action in &out {
+            match action {
+                Action::Arm { at, timer } => self.timers.push((*at, *timer)),
+                Action::Spawn { unit, run } => {
+                    if self.auto_spawn {
+                        self.next_pid += 1;
+                        let pid = Pid::new(self.next_pid).expect("pid");
+                        queue.push_back(Event::Spawned { unit: *unit, run: *run, pid });
+                    } else {
+                        self.spawns.push((*unit, *run));
+                    }
+                }
+                Action::Exit { code } => {
+                    assert!(self.exit.is_none(), "exit asked twice");
+                    self.exit = Some(*code);
+                }
+                _ => {}
+            }
+        }
+        self.log.extend(out);
     }
 
     /// Moves the clock on by `d`, firing due timers in time order.
@@ -149,6 +167,7 @@ impl Sim {
 
 const FAIL: ExitStatus = ExitStatus::Exited(1);
 const OK: ExitStatus = ExitStatus::Exited(0);
+const TERMED: ExitStatus = ExitStatus::Signaled { signal: Signal::TERM, core_dumped: false };
 const MS: Duration = Duration::from_millis(1);
 
 fn stopping(unit: &str) -> impl Fn(&Action) -> bool + '_ {
@@ -582,7 +601,8 @@ fn other_signals_reload_reopen_or_are_ignored() {
     sim.send(Event::Signal(Signal::USR1));
     sim.send(Event::Signal(Signal::USR2));
     sim.send(Event::Signal(Signal::PIPE));
-    assert!(sim.has(&Notice::ReloadUnsupported));
+    assert!(sim.has(&Notice::ReloadRequested));
+    assert!(sim.log.contains(&Action::Reload));
     assert!(sim.log.contains(&Action::ReopenLogs));
     assert!(sim.has(&Notice::SignalIgnored { signal: Signal::USR2 }));
     assert!(sim.has(&Notice::SignalIgnored { signal: Signal::PIPE }));
@@ -672,4 +692,183 @@ fn a_failure_never_exits_0() {
     }
     assert_eq!(sim.m.phase(sim.id("w")), Phase::Failed);
     assert_eq!(sim.exit, Some(1));
+}
+
+// --- control requests, reloads, scaling ------------------------------------------------------------
+
+fn signalled(sim: &Sim, name: &str, signal: Signal) -> bool {
+    let (unit, run) = (sim.id(name), sim.run_of(name));
+    sim.log.contains(&Action::Signal { unit, run, signal })
+}
+
+#[test]
+fn a_stopped_service_stays_down_through_its_policy_until_started() {
+    let mut sim = Sim::new("[services.s]\ncommand = \"x\"\nrestart = \"always\"\n[services.t]\ncommand = \"x\"\n");
+    sim.send(Event::Boot);
+    let s = sim.id("s");
+    let answered = sim.call(|m, now, out| m.request(Request::Stop(vec![s]), now, out));
+    assert_eq!(answered, [(s, 1)]);
+    assert!(signalled(&sim, "s", Signal::TERM));
+    assert_eq!(sim.m.state(s), State::Stopping);
+    sim.exit("s", TERMED);
+    assert_eq!(sim.m.state(s), State::Stopped);
+    sim.advance(Duration::from_secs(120));
+    assert_eq!(sim.started().iter().filter(|u| *u == "s").count(), 1, "not brought back by restart = always");
+    // Another service ending does not end `up` while one is held.
+    sim.exit("t", OK);
+    assert_eq!(sim.exit, None, "a stopped service keeps up running");
+    let answered = sim.call(|m, now, out| m.request(Request::Start(vec![s]), now, out));
+    assert_eq!(answered, [(s, 2)]);
+    assert_eq!(sim.m.state(s), State::Running);
+    assert_eq!(sim.m.view(s).restarts, 1);
+}
+
+#[test]
+fn a_restart_starts_a_new_run_at_once_with_a_fresh_budget() {
+    let mut sim = Sim::new("[services.s]\ncommand = \"x\"\nmax_restarts = 1\nrestart_window = \"1h\"\n");
+    sim.send(Event::Boot);
+    let s = sim.id("s");
+    // Spend the budget.
+    sim.exit("s", FAIL);
+    sim.advance(Duration::from_secs(1));
+    assert_eq!(sim.run_of("s"), 2);
+    for _ in 0..3 {
+        let run = sim.run_of("s");
+        let answered = sim.call(|m, now, out| m.request(Request::Restart(vec![s]), now, out));
+        assert_eq!(answered, [(s, run + 1)], "answered by the next run");
+        sim.exit("s", TERMED);
+        assert_eq!(sim.run_of("s"), run + 1, "started again at once, no delay");
+        assert_eq!(sim.m.state(s), State::Running);
+    }
+}
+
+#[test]
+fn a_stop_asked_while_starting_is_applied_once_it_runs() {
+    let mut sim = Sim::new("[services.s]\ncommand = \"x\"\n");
+    sim.auto_spawn = false;
+    sim.send(Event::Boot);
+    let (s, run) = sim.spawns.pop().expect("spawn");
+    sim.call(|m, now, out| m.request(Request::Stop(vec![s]), now, out));
+    assert!(!signalled(&sim, "s", Signal::TERM), "nothing to signal yet");
+    sim.send(Event::Spawned { unit: s, run, pid: Pid::new(77).expect("pid") });
+    assert!(signalled(&sim, "s", Signal::TERM), "stopped as soon as it runs");
+    sim.exit("s", OK);
+    assert_eq!(sim.m.state(s), State::Stopped);
+}
+
+#[test]
+fn a_stop_while_waiting_holds_and_a_shutdown_ends_the_held() {
+    let mut sim = Sim::new(
+        "[services.db]\ncommand = \"x\"\nready = { exec = \"x\" }\n[services.web]\ncommand = \"x\"\ndepends_on = { db = \"ready\" }\n",
+    );
+    sim.send(Event::Boot);
+    let web = sim.id("web");
+    sim.call(|m, now, out| m.request(Request::Stop(vec![web]), now, out));
+    assert_eq!(sim.m.state(web), State::Stopped);
+    assert!(sim.has(&Notice::Held { unit: "web".into() }));
+    sim.send(Event::ReadySignal { unit: sim.id("db"), run: 1 });
+    assert!(!sim.started().contains(&"web".to_string()), "held: not started when db is ready");
+    sim.send(Event::Signal(Signal::TERM));
+    sim.exit("db", TERMED);
+    assert_eq!(sim.exit, Some(143));
+}
+
+#[test]
+fn names_find_units_and_dependents_follow() {
+    let sim = Sim::new(
+        "[services.db]\ncommand = \"x\"\n[services.api]\ncommand = \"x\"\ndepends_on = [\"db\"]\n[services.web]\ncommand = \"x\"\ninstances = 2\ndepends_on = [\"api\"]\n[services.other]\ncommand = \"x\"\n",
+    );
+    let ids = |names: &[&str]| names.iter().map(|n| sim.id(n)).collect::<Vec<_>>();
+    assert_eq!(sim.m.find("web"), ids(&["web.1", "web.2"]));
+    assert_eq!(sim.m.find("web.2"), ids(&["web.2"]));
+    assert_eq!(sim.m.find("all").len(), 5);
+    assert!(sim.m.find("nope").is_empty());
+    assert_eq!(sim.m.with_dependents(&ids(&["db"])), ids(&["db", "api", "web.1", "web.2"]));
+    assert_eq!(sim.m.services(), ["db", "api", "other", "web"], "in start order");
+}
+
+#[test]
+fn a_reload_adds_removes_restarts_and_leaves_the_unchanged_alone() {
+    let mut sim = Sim::new(
+        "[services.keep]\ncommand = \"x\"\n[services.change]\ncommand = \"x\"\n[services.gone]\ncommand = \"x\"\n",
+    );
+    sim.send(Event::Boot);
+    let (keep, change, gone) = (sim.id("keep"), sim.id("change"), sim.id("gone"));
+    let keep_pid = sim.m.pid(keep);
+    // `keep` moves down a line (a comment above it): where it is written is not a setting.
+    let new = plan(
+        "# moved\n[services.keep]\ncommand = \"x\"\n[services.change]\ncommand = \"y\"\n[services.new]\ncommand = \"x\"\ndepends_on = [\"keep\"]\n",
+    );
+    let done = sim.call(|m, now, out| m.reconcile(&new, now, out));
+    assert_eq!(done.unchanged, [keep]);
+    assert_eq!(done.changed, [change]);
+    assert_eq!(done.removed, [gone]);
+    assert_eq!(done.added.len(), 1);
+    let added = done.added[0];
+    assert_eq!(sim.m.unit(added).name, "new");
+    assert_eq!(sim.m.state(added), State::Running, "its dependency runs: started");
+    assert_eq!(sim.m.pid(keep), keep_pid, "same process");
+    assert!(signalled(&sim, "change", Signal::TERM) && signalled(&sim, "gone", Signal::TERM));
+    sim.exit("change", TERMED);
+    assert_eq!(sim.run_of("change"), 2, "restarted with its new settings");
+    assert_eq!(sim.m.unit(change).command, crate::config::CommandLine::Shell("y".into()));
+    let gone_run = sim.run_of("gone");
+    sim.exit("gone", TERMED);
+    assert!(!sim.m.ids().any(|id| id == gone), "forgotten once stopped");
+    assert!(sim.m.find("gone").is_empty());
+    // Its slot is reused, with run numbers going on, so its stale events stay stale.
+    let again = sim.call(|m, now, out| m.add(sim_unit("again"), now, out));
+    assert_eq!(again, gone);
+    assert_eq!(sim.m.view(again).run, gone_run + 1);
+    assert_eq!(sim.m.view(again).restarts, 0);
+    sim.send(Event::Exited { unit: gone, run: gone_run, status: FAIL });
+    assert_eq!(sim.m.state(again), State::Running, "the old run's news is ignored");
+}
+
+fn sim_unit(name: &str) -> crate::config::Unit {
+    crate::config::Unit::new(name, crate::config::CommandLine::Shell("x".into()), "/".into())
+}
+
+#[test]
+fn removing_what_a_waiting_unit_needs_lets_it_start() {
+    let mut sim = Sim::new(
+        "[services.w]\ncommand = \"x\"\ninstances = 2\nready = { exec = \"x\" }\n[services.api]\ncommand = \"x\"\ndepends_on = { w = \"ready\" }\n",
+    );
+    sim.send(Event::Boot);
+    let (w1, w2, api) = (sim.id("w.1"), sim.id("w.2"), sim.id("api"));
+    sim.send(Event::ReadySignal { unit: w1, run: 1 });
+    assert_eq!(sim.m.state(api), State::Waiting);
+    // Scaled down to one: api no longer waits for w.2.
+    sim.call(|m, now, out| m.remove(w2, now, out));
+    assert_eq!(sim.m.state(api), State::Waiting, "w.2 is still stopping");
+    sim.exit("w.2", TERMED);
+    assert_eq!(sim.m.state(api), State::Running);
+}
+
+#[test]
+fn requests_during_a_shutdown_do_nothing() {
+    let mut sim = Sim::new("[services.s]\ncommand = \"x\"\n[services.t]\ncommand = \"x\"\n");
+    sim.send(Event::Boot);
+    sim.send(Event::Signal(Signal::TERM));
+    let t = sim.id("t");
+    sim.exit("t", TERMED);
+    let answered = sim.call(|m, now, out| m.request(Request::Start(vec![t]), now, out));
+    assert!(answered.is_empty());
+    assert_eq!(sim.m.state(t), State::Stopped);
+    assert_eq!(sim.m.shutdown_code(), Some(143));
+}
+
+#[test]
+fn changes_are_recorded_for_the_event_stream() {
+    let mut sim = Sim::new("[services.s]\ncommand = \"x\"\nrestart = \"never\"\n");
+    sim.send(Event::Boot);
+    sim.exit("s", FAIL);
+    let s = sim.id("s");
+    let changes: Vec<(State, Option<ExitStatus>)> =
+        sim.m.take_changes().into_iter().filter(|c| c.unit == s).map(|c| (c.state, c.exit)).collect();
+    assert_eq!(
+        changes,
+        [(State::Starting, None), (State::Running, None), (State::Running, None), (State::Failed, Some(FAIL))]
+    );
+    assert!(sim.m.take_changes().is_empty(), "taken");
 }

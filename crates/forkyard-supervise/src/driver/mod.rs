@@ -14,8 +14,10 @@
 //! batch of signals and datagrams. Signals and deaths are read first in every turn, so a
 //! SIGTERM or a crash is acted on within one turn whatever the output is doing.
 
+mod control;
+
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc;
@@ -45,7 +47,7 @@ pub const SPAWNS_PER_TURN: usize = 64;
 const DATAGRAMS_PER_TURN: usize = 64;
 
 /// How `up` runs, besides the plan.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Options {
     /// What the supervisor inherited (its services start with the same mask and
     /// dispositions).
@@ -58,6 +60,44 @@ pub struct Options {
     pub timestamps: bool,
     /// Words a notice (the binary's texts).
     pub words: fn(&Notice) -> String,
+    /// Words why a check failed (for `ctl status`).
+    pub failure_words: fn(&ProbeFailure) -> String,
+    /// The control plane, if there is to be one.
+    pub control: Option<ControlOptions>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("exit_on_first", &self.exit_on_first)
+            .field("colour", &self.colour)
+            .field("timestamps", &self.timestamps)
+            .field("control", &self.control)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where and how the control plane listens.
+#[derive(Clone)]
+pub struct ControlOptions {
+    /// The control socket.
+    pub socket: std::path::PathBuf,
+    /// Whether `socket` is the default location (its directory is then made private).
+    pub default_location: bool,
+    /// Where to serve the read-only HTTP endpoints, besides `[http] listen`.
+    pub http: Option<String>,
+    /// Reads the configuration again, for reloads.
+    pub reload: Option<crate::control::Reload>,
+}
+
+impl std::fmt::Debug for ControlOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlOptions")
+            .field("socket", &self.socket)
+            .field("http", &self.http)
+            .field("reload", &self.reload.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why the engine could not begin.
@@ -81,6 +121,15 @@ pub enum SetupError {
         /// Why it failed.
         #[source]
         source: forkyard::Error,
+    },
+    /// The read-only HTTP endpoints cannot listen where asked.
+    #[error("cannot serve HTTP on {address}: {source}")]
+    Http {
+        /// The address asked for.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// A service's log file cannot be used.
     #[error("the log file {} of {unit}: {source}", path.display())]
@@ -107,12 +156,14 @@ fn library(step: &'static str) -> impl FnOnce(forkyard::Error) -> SetupError {
 /// end ended it (128 + n for a signal), else the first failure's, else 0.
 pub fn run(plan: &Plan, options: &Options) -> Result<i32, SetupError> {
     let mut driver = Driver::new(plan, options)?;
+    driver.start_control(plan)?;
     Ok(driver.run())
 }
 
 const SIGNALS: u64 = u64::MAX;
 const PROBES: u64 = u64::MAX - 1;
 const ROOM: u64 = u64::MAX - 2;
+const CONTROL: u64 = u64::MAX - 3;
 /// Notify sockets: this bit plus the unit's index. Streams: their slot number.
 const NOTIFY: u64 = 1 << 40;
 
@@ -161,6 +212,12 @@ struct Slot {
     checks: [Running; 2],
     /// Its streams still open (this run's, and an earlier run's until their end).
     streams: Vec<usize>,
+    /// Runs ended, by `$?` (for the metrics).
+    exits: BTreeMap<i32, u64>,
+    /// When the current run started, on the wall clock.
+    started_wall: Option<std::time::SystemTime>,
+    /// Its name, shared with the log followers.
+    name: std::sync::Arc<str>,
 }
 
 /// Who a child process is.
@@ -204,6 +261,10 @@ struct Driver<'a> {
     started: Vec<usize>,
     runtime: Option<RuntimeDir>,
     exit: Option<i32>,
+    /// Lines of the current read kept for the control plane (reused between reads).
+    kept: Vec<u8>,
+    /// The control plane, when it runs.
+    control: Option<control::Ctl>,
 }
 
 /// Every signal that would end, or otherwise disturb, `up` if left to its default: all of
@@ -244,37 +305,7 @@ impl<'a> Driver<'a> {
         }
         let mut slots = Vec::with_capacity(plan.units.len());
         for unit in &plan.units {
-            let regex = match unit.ready.as_ref().map(|c| &c.probe) {
-                Some(Probe::Log(r)) => regex_lite::Regex::new(r).ok(),
-                _ => None,
-            };
-            let log = match &unit.log_file {
-                Some(path) => {
-                    let owner = match (&unit.user, &unit.group) {
-                        (None, None) => None,
-                        (user, group) => {
-                            forkyard::users::credentials(user.as_deref(), group.as_deref()).ok().map(|c| c.uid)
-                        }
-                    };
-                    Some(LogFile::open(path.clone(), unit.log_max_size, unit.log_keep, owner).map_err(|source| {
-                        SetupError::LogFile { unit: unit.name.clone(), path: path.clone(), source }
-                    })?)
-                }
-                None => None,
-            };
-            slots.push(Slot {
-                run: 0,
-                pid: None,
-                group: None,
-                cgroup: None,
-                spare: None,
-                notify: None,
-                log,
-                log_failing: false,
-                regex,
-                checks: [Running::Idle; 2],
-                streams: Vec::new(),
-            });
+            slots.push(Slot::new(unit)?);
         }
         let (probe_tx, probe_rx) = mpsc::channel();
         let (cgroups, leftovers) = match Cgroups::create(&tree::config_key(&plan.source)) {
@@ -309,6 +340,8 @@ impl<'a> Driver<'a> {
             started: Vec::new(),
             runtime: None,
             exit: None,
+            kept: Vec::new(),
+            control: None,
         };
         for leftover in leftovers {
             driver.say(&Notice::LeftoversKilled { processes: leftover.processes, cgroup: leftover.cgroup });
@@ -341,6 +374,7 @@ impl<'a> Driver<'a> {
                 self.say(&Notice::OutputDropped { count: dropped });
             }
             self.output.flush();
+            self.publish();
             let busy = !self.events.is_empty() || !self.actions.is_empty() || self.can_pump();
             let timeout = if busy {
                 Some(Duration::ZERO)
@@ -367,6 +401,7 @@ impl<'a> Driver<'a> {
                 match e.data.u64() {
                     SIGNALS => {}
                     PROBES => self.on_probe_results(),
+                    CONTROL => self.on_commands(),
                     ROOM => {
                         self.output.clear_room();
                         self.output_waiting = false;
@@ -428,6 +463,7 @@ impl<'a> Driver<'a> {
             let mut out = Vec::new();
             self.machine.handle(event, Instant::now(), &mut out);
             self.actions.extend(out);
+            self.after_machine();
         }
     }
 
@@ -471,6 +507,7 @@ impl<'a> Driver<'a> {
                 }
             }
             Action::Exit { code } => self.exit = Some(code),
+            Action::Reload => self.reload_in_background(),
         }
     }
 
@@ -553,6 +590,7 @@ impl<'a> Driver<'a> {
         let slot = &mut self.slots[i];
         slot.run = run;
         slot.pid = Some(pid);
+        slot.started_wall = Some(std::time::SystemTime::now());
         slot.group = Some(pid);
         slot.checks = [Running::Idle; 2];
         if let Some(old) = std::mem::replace(&mut slot.notify, notify) {
@@ -777,6 +815,7 @@ impl<'a> Driver<'a> {
                     if slot.pid == Some(r.pid) {
                         slot.pid = None;
                     }
+                    *slot.exits.entry(r.status.shell_code()).or_insert(0) += 1;
                     // What it wrote last comes before the news of its end (as far as the
                     // output has room).
                     let mine = self.slots[unit.index()].streams.clone();
@@ -906,12 +945,14 @@ impl<'a> Driver<'a> {
     /// slice while the output has room; returns how much was used.
     fn consume(&mut self, n: usize, data: &[u8]) -> usize {
         let words = self.options.words;
-        let Driver { streams, slots, machine, output, events, .. } = self;
+        let Driver { streams, slots, machine, output, events, control, kept, .. } = self;
         let Some(Some(stream)) = streams.get_mut(n) else { return data.len() };
         let unit = stream.unit;
         let slot = &mut slots[unit.index()];
         let name = machine.unit(unit).name.as_str();
         let watch = machine.wants_log_ready(unit) && slot.run > 0;
+        let keep = control.is_some();
+        kept.clear();
         let mut matched = false;
         let mut log_error = None;
         let mut used = 0;
@@ -921,6 +962,10 @@ impl<'a> Driver<'a> {
             }
             stream.lines.feed(piece, |line| {
                 output.line(name, unit.index(), line);
+                if keep {
+                    kept.extend_from_slice(line);
+                    kept.push(b'\n');
+                }
                 if let Some(log) = &mut slot.log {
                     match log.line(line) {
                         Ok(()) => slot.log_failing = false,
@@ -935,6 +980,9 @@ impl<'a> Driver<'a> {
         }
         if matched {
             events.push_back(Event::ReadySignal { unit, run: slot.run });
+        }
+        if let Some(ctl) = control {
+            ctl.keep_lines(unit.index(), &slot.name, kept);
         }
         if let Some(e) = log_error {
             if !slot.log_failing {
@@ -959,6 +1007,11 @@ impl<'a> Driver<'a> {
         if let Some(line) = last {
             let name = self.machine.unit(stream.unit).name.clone();
             self.output.line(&name, stream.unit.index(), &line);
+            if let Some(ctl) = &self.control {
+                let mut kept = line.clone();
+                kept.push(b'\n');
+                ctl.keep_lines(stream.unit.index(), &self.slots[stream.unit.index()].name, &kept);
+            }
             if let Some(log) = &mut self.slots[stream.unit.index()].log {
                 let _ = log.line(&line);
             }
@@ -1020,6 +1073,7 @@ impl<'a> Driver<'a> {
         self.retired.retain(|c| !c.remove());
         self.cgroups = None;
         self.runtime = None;
+        self.close_control();
         let dropped = self.output.take_dropped();
         if dropped > 0 {
             self.say(&Notice::OutputDropped { count: dropped });
@@ -1027,6 +1081,48 @@ impl<'a> Driver<'a> {
         // A reader that takes nothing for a second is not reading: exit anyway.
         self.output.finish(Duration::from_secs(1));
         code
+    }
+}
+
+impl Slot {
+    /// The slot of a unit that has not run yet: its log file opened, its readiness pattern
+    /// compiled.
+    fn new(unit: &Unit) -> Result<Slot, SetupError> {
+        let regex = match unit.ready.as_ref().map(|c| &c.probe) {
+            Some(Probe::Log(r)) => regex_lite::Regex::new(r).ok(),
+            _ => None,
+        };
+        let log =
+            match &unit.log_file {
+                Some(path) => {
+                    let owner = match (&unit.user, &unit.group) {
+                        (None, None) => None,
+                        (user, group) => {
+                            forkyard::users::credentials(user.as_deref(), group.as_deref()).ok().map(|c| c.uid)
+                        }
+                    };
+                    Some(LogFile::open(path.clone(), unit.log_max_size, unit.log_keep, owner).map_err(|source| {
+                        SetupError::LogFile { unit: unit.name.clone(), path: path.clone(), source }
+                    })?)
+                }
+                None => None,
+            };
+        Ok(Slot {
+            run: 0,
+            pid: None,
+            group: None,
+            cgroup: None,
+            spare: None,
+            notify: None,
+            log,
+            log_failing: false,
+            regex,
+            checks: [Running::Idle; 2],
+            streams: Vec::new(),
+            exits: BTreeMap::new(),
+            started_wall: None,
+            name: std::sync::Arc::from(unit.name.as_str()),
+        })
     }
 }
 
