@@ -156,12 +156,10 @@ impl Target {
     fn find(args: &Args) -> Result<Target, String> {
         let socket_named =
             args.socket.is_some() || std::env::var_os(control::SOCKET_VARIABLE).is_some_and(|v| !v.is_empty());
-        let file = match &args.file {
-            Some(p) => Some(p.clone()),
-            None if Path::new("forkyard.toml").exists() => Some(PathBuf::from("forkyard.toml")),
-            None if Path::new("Procfile").exists() => Some(PathBuf::from("Procfile")),
-            None if socket_named => None,
-            None => {
+        let file = match crate::cmd::up::config_path(args.file.as_deref()) {
+            Ok(f) => Some(f),
+            Err(_) if socket_named => None,
+            Err(_) => {
                 return Err("no forkyard.toml or Procfile in this directory: give the configuration of the \
                             forkyard up to steer with -f FILE, or its socket with --socket PATH"
                     .into());
@@ -189,6 +187,8 @@ enum Failure {
     NobodyListens,
     /// The kernel refused to let us reach the socket.
     Denied,
+    /// `up` (running as this uid) refuses us: we are neither root nor its user.
+    NotAllowed(u32),
     /// Any other failure to connect.
     Connect(io::Error),
     /// The HTTP exchange failed.
@@ -388,6 +388,8 @@ fn with_query(path: &str, query: &[(&str, String)]) -> String {
 /// still to be read).
 async fn request(socket: &Path, method: Method, path: &str) -> Result<Response<Incoming>, Failure> {
     let stream = tokio::net::UnixStream::connect(socket).await.map_err(connect_failure)?;
+    // Who serves the socket: if we may not use it, a failed exchange is that refusal.
+    let server_uid = stream.peer_cred().ok().map(|c| c.uid());
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(hyper_util::rt::TokioIo::new(stream)).await?;
     // The connection's own errors come back through the request and its body.
@@ -400,7 +402,19 @@ async fn request(socket: &Path, method: Method, path: &str) -> Result<Response<I
         builder = builder.header(hyper::header::CONTENT_LENGTH, "0");
     }
     let request = builder.body(Empty::new()).map_err(|e| Failure::BadReply(format!("the request {path}: {e}")))?;
-    Ok(sender.send_request(request).await?)
+    sender.send_request(request).await.map_err(|e| match server_uid {
+        // `up` answers a peer it refuses at once, before reading its request; the answer
+        // can then come before the request is written, which HTTP clients reject.
+        Some(uid) if !may_use(uid) => Failure::NotAllowed(uid),
+        _ => Failure::Http(e),
+    })
+}
+
+/// Whether `up`'s control socket serves us when it runs as `uid`: root and that user only.
+fn may_use(uid: u32) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    me == 0 || me == uid
 }
 
 /// Sends a request and reads its JSON reply: `T` on success (with the bytes as received),
@@ -514,6 +528,10 @@ fn explain(target: &Target, failure: &Failure) -> String {
                  forkyard up may use it"
             )
         }
+        Failure::NotAllowed(uid) => format!(
+            "forkyard up refused the connection on {socket}: only root and the user running forkyard up \
+             (uid {uid}) may use its control socket"
+        ),
         Failure::Connect(e) => format!("cannot connect to {socket}: {e}"),
         Failure::Http(e) if e.is_incomplete_message() || e.is_closed() => {
             format!("forkyard up closed the connection on {socket} before answering (is it stopping?)")
@@ -521,7 +539,9 @@ fn explain(target: &Target, failure: &Failure) -> String {
         Failure::Http(e) => format!("talking to forkyard up on {socket}: {e}"),
         Failure::Refused { status, reply: Some(reply), .. } => {
             let mut text = reply.error.clone();
-            if *status == StatusCode::NOT_FOUND && !reply.services.is_empty() {
+            // The list, unless the text already names them all.
+            let listed = reply.services.iter().all(|s| reply.error.contains(s.as_str()));
+            if *status == StatusCode::NOT_FOUND && !listed {
                 let _ = write!(text, " (services: {})", reply.services.join(", "));
             }
             text
@@ -812,6 +832,8 @@ mod tests {
             Target { config: Some("/srv/forkyard.toml".into()), socket: "/run/s.sock".into(), socket_given: false };
         let f = refusal(StatusCode::NOT_FOUND, br#"{"error":"no service named 'x'","services":["db","web"]}"#);
         assert_eq!(explain(&target, &f), "no service named 'x' (services: db, web)");
+        let f = refusal(StatusCode::NOT_FOUND, br#"{"error":"no 'x'; there are: db, web","services":["db","web"]}"#);
+        assert_eq!(explain(&target, &f), "no 'x'; there are: db, web", "not listed twice");
         let f = refusal(StatusCode::BAD_GATEWAY, b"oops\nmore");
         assert_eq!(explain(&target, &f), "forkyard up answered 502 Bad Gateway: oops");
         let text = explain(&target, &Failure::NoSocket);
