@@ -713,18 +713,19 @@ fn a_silent_client_does_not_delay_a_restart() {
     Signal::KILL.send(first).expect("kill -9");
     let (_, again) = stack.up.started_after(from, "victim");
     assert_ne!(again, first);
-    // The restart came while both clients still hung on: neither was answered or dropped first
-    // (a loop waiting on them would only have gone on once the server gave up on them).
+    // Others are served meanwhile: status shows the new run...
+    assert_eq!(stack.wait_running("victim", "running"), again);
+    // ...and all that happened while both clients still hung on: neither was answered or
+    // dropped first (a server or loop waiting on them would only have gone on once the
+    // server gave up on them, closing them).
     for (what, conn) in [("silent", &silent), ("partial", &partial)] {
         conn.set_nonblocking(true).expect("nonblocking");
         let mut buf = [0u8; 64];
         match (&*conn).read(&mut buf) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            other => panic!("the {what} client was dealt with before the restart: {other:?}"),
+            other => panic!("the {what} client was dealt with first: {other:?}"),
         }
     }
-    // And others are served meanwhile.
-    assert_eq!(stack.wait_running("victim", "running"), again);
     drop((silent, partial));
     stack.finish();
 }
