@@ -263,6 +263,7 @@ pub fn words(notice: &Notice) -> String {
             format!("the configuration was not reloaded, nothing changed: {error}")
         }
         Notice::Held { unit } => format!("{unit} stopped on request; it stays down until started"),
+        Notice::Requested { what, units } if units.is_empty() => format!("{what} (through the control socket)"),
         Notice::Requested { what, units } => format!("{what} {} (through the control socket)", units.join(", ")),
         Notice::ControlListening { path } => format!("control socket: {} (forkyard ctl)", path.display()),
         Notice::HttpListening { address } => {

@@ -181,6 +181,16 @@ async fn refuse(mut stream: tokio::net::UnixStream) {
     );
     let _ = tokio::time::timeout(HEADER_TIMEOUT, async {
         use tokio::io::AsyncReadExt;
+        // The request's headers first (bounded): an HTTP client may not take a reply that
+        // comes before its request has gone.
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while head.len() < MAX_HEADERS && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
         let _ = stream.write_all(reply.as_bytes()).await;
         let _ = stream.shutdown().await;
         // Read what the peer sent (a bounded amount) before closing: closing with unread

@@ -145,12 +145,13 @@ impl Driver<'_> {
     /// After the machine has handled something: its state changes go to the event stream,
     /// and the snapshot is due.
     pub(super) fn after_machine(&mut self) {
+        let touched = self.machine.take_touched();
         let changes = self.machine.take_changes();
+        let Some(ctl) = &mut self.control else { return };
+        ctl.dirty |= touched;
         if changes.is_empty() {
             return;
         }
-        let Some(ctl) = &mut self.control else { return };
-        ctl.dirty = true;
         let events = ctl.hub.events.lock().ok().and_then(|e| e.as_ref().filter(|tx| tx.receiver_count() > 0).cloned());
         for change in &changes {
             if let Some(tx) = &events {

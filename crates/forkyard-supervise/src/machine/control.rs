@@ -238,7 +238,13 @@ impl Machine {
         std::mem::take(&mut self.changes)
     }
 
+    /// Whether anything the control plane shows changed since the last call.
+    pub fn take_touched(&mut self) -> bool {
+        std::mem::take(&mut self.touched)
+    }
+
     pub(super) fn record(&mut self, id: UnitId, ended: bool) {
+        self.touched = true;
         let s = &self.units[id.index()];
         let change = Change {
             unit: id,

@@ -404,6 +404,9 @@ pub struct Machine {
     free: Vec<UnitId>,
     /// State changes since the driver last took them.
     changes: Vec<Change>,
+    /// Something the control plane shows changed since the driver last asked (a state, a
+    /// readiness failure).
+    touched: bool,
 }
 
 /// A second SIGINT kills everything at once only if it comes at least this long after the
@@ -426,6 +429,7 @@ impl Machine {
             names: HashMap::new(),
             free: Vec::new(),
             changes: Vec::new(),
+            touched: true,
         };
         for unit in &plan.units {
             let id = UnitId(id_of(m.units.len()));
@@ -736,7 +740,11 @@ impl Machine {
         s.ready = true;
         let first = !s.was_ready;
         s.was_ready = true;
-        self.record(id, false);
+        if s.unit.ready.is_some() {
+            // Running becomes ready (without a check, the state stays `running`).
+            self.record(id, false);
+        }
+        self.touched = true;
         let s = &mut self.units[id.index()];
         if s.unit.ready.is_some() {
             out.push(Action::Notice(Notice::Ready { unit: s.unit.name.clone() }));
@@ -940,6 +948,7 @@ impl Machine {
                 if s.ready_failure.as_ref() != Some(&reason) {
                     out.push(Action::Notice(Notice::NotReady { unit: s.unit.name.clone(), reason: reason.clone() }));
                     s.ready_failure = Some(reason);
+                    self.touched = true;
                 }
                 out.push(Action::Arm { at: now + interval, timer: next });
             }
