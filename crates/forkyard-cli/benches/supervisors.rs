@@ -7,12 +7,15 @@
 //! a C supervisor that only forks, execs and waits), `tree` (processes left after a stop),
 //! `zombies` (as PID 1 while a service makes orphans), `rss` (the supervision processes'
 //! memory with 100 services), `flood` (under a `yes` flood: `flood-memory`, the supervisor's
-//! RSS, and `flood-latency`, how long a stop takes to reach the flooding service). A peer that
-//! is not installed is reported and skipped. The forkyard binary is `FORKYARD_BIN` (default
-//! target/bench-bin/forkyard); `FORKYARD_BENCH_ONLY=text` keeps the supervisors whose name
-//! contains `text` (and the floor); `FORKYARD_BENCH_ROUNDS=N` repeats each measurement at most
-//! N times and `FORKYARD_BENCH_FLOOD_SECS=S` floods for S seconds instead of 5 (to check the
-//! bench itself quickly; the recorded figures use the defaults).
+//! RSS, and `flood-latency`, how long a stop takes to reach the flooding service), `control`
+//! (the control plane: `control-status`, `forkyard ctl status` against `supervisorctl status`
+//! with 100 services, and `control-restart`, the restart after `kill -9` while 50 clients poll
+//! the control socket; see supervisors/control.rs). A peer that is not installed is reported
+//! and skipped. The forkyard binary is `FORKYARD_BIN` (default target/bench-bin/forkyard), its
+//! `ctl` that of `FORKYARD_CTL_BIN` when set; `FORKYARD_BENCH_ONLY=text` keeps the
+//! supervisors whose name contains `text` (and the floor); `FORKYARD_BENCH_ROUNDS=N` repeats
+//! each measurement at most N times and `FORKYARD_BENCH_FLOOD_SECS=S` floods for S seconds
+//! instead of 5 (to check the bench itself quickly; the recorded figures use the defaults).
 //!
 //! The C programs are in benches/supervisors/, compiled by the bench with gcc (`-O2 -static`,
 //! so that what is timed after an exec is a few microseconds, not a dynamic loader): the timed
@@ -25,6 +28,8 @@
 
 #[path = "../../../bench/common.rs"]
 mod common;
+#[path = "supervisors/control.rs"]
+mod control;
 #[path = "supervisors/flood.rs"]
 mod flood;
 
@@ -73,6 +78,12 @@ fn main() {
     }
     if want("flood") || want("flood-latency") {
         flood::latency(&kinds);
+    }
+    if want("control") || want("control-status") {
+        control::status(&kinds);
+    }
+    if want("control") || want("control-restart") {
+        control::restart_polled(&kinds);
     }
     let _ = std::fs::remove_dir_all(service_dir());
 }
@@ -321,6 +332,9 @@ impl Kind {
                 std::fs::write(dir.join("forkyard.toml"), text).expect("write forkyard.toml");
                 let mut cmd = Command::new(self.program());
                 cmd.args(["up", "--no-color", "-f"]).arg(dir.join("forkyard.toml"));
+                // Its control socket beside its configuration (removed with it, even after a
+                // `kill -9`), where the `control` sections find it.
+                cmd.arg("--socket").arg(dir.join("ctl.sock"));
                 cmd
             }
             Kind::Supervisord { group } => {
@@ -330,7 +344,7 @@ impl Kind {
                 );
                 if output == Output::Logged {
                     text += &format!(
-                        "\n[unix_http_server]\nfile={d}/supervisor.sock\n\n[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n"
+                        "\n[unix_http_server]\nfile={d}/supervisor.sock\n\n[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n[supervisorctl]\nserverurl=unix://{d}/supervisor.sock\n"
                     );
                 }
                 for s in services {
