@@ -79,6 +79,9 @@ fn main() {
     if want("flood") || want("flood-latency") {
         flood::latency(&kinds);
     }
+    if want("control") || want("control-status") || want("control-restart") {
+        println!("### Control plane\n");
+    }
     if want("control") || want("control-status") {
         control::status(&kinds);
     }

@@ -202,7 +202,7 @@ pub fn status(kinds: &[Kind]) {
     let ctl = ctl_bin();
     let supervisord = kinds.contains(&Kind::Supervisord { group: false });
     let forkyard = kinds.contains(&Kind::Forkyard { zero_backoff: false });
-    println!("### Control plane: status of {N} services\n");
+    println!("#### `forkyard ctl status` against `supervisorctl status`, {N} services\n");
     let ctl_note = if std::env::var_os("FORKYARD_CTL_BIN").is_some() {
         format!("`forkyard ctl` is `FORKYARD_CTL_BIN` ({}), `up` is `FORKYARD_BIN`", ctl.display())
     } else {
@@ -505,7 +505,7 @@ pub fn restart_polled(kinds: &[Kind]) {
         Condition { name: "(b) 50 clients, keep-alive", load: Some(Mode::KeepAlive) },
         Condition { name: "(c) 50 clients, a connection per request", load: Some(Mode::PerRequest) },
     ];
-    println!("### Control plane: restart after `kill -9` under polling clients\n");
+    println!("#### Restart after `kill -9` under polling clients\n");
     println!(
         "`forkyard up` runs {N} services: the timed service of \"Restart after `kill -9`\" and {} `sleep`s. Its restart is timed as there (from just before `kill -9` to the replacement's first instruction, each kill 1.5 s or more after the service started), in {n} rounds of the conditions in turn (the order rotating, 0.1 s apart): (a) nothing on the control socket; (b) {CLIENTS} clients, threads of the bench, each on one keep-alive connection sending `GET /v1/services` (all {N} services, about 25 kB of JSON) again as soon as it has read the previous reply; (c) the same {CLIENTS} clients opening a new connection for each request. The load starts before the kill, runs at least 0.5 s before it and stops once the replacement announced itself. Median, with the range; \"× (a)\" is the median of the per-round ratios to (a). The GETs columns are the clients' view: requests answered per second over the load, and one request's time; the last is the CPU time of `up`'s API thread and of the whole `up` process over the load, as a share of one CPU (clock ticks from /proc).\n",
         N - 1
