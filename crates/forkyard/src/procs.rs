@@ -173,6 +173,46 @@ pub fn state(pid: Pid) -> Result<Option<State>> {
     Ok(Some(State::from_char(state)))
 }
 
+/// CPU time and resident memory of one process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time used (user + system).
+    pub cpu: Duration,
+    /// Resident set size, in bytes.
+    pub resident_bytes: u64,
+}
+
+/// CPU time and resident memory of one process, from `/proc/PID/stat` alone (one read: no
+/// command line, no owner, which a monitor asking often does not need); `Ok(None)` once it
+/// is gone.
+///
+/// ```
+/// use forkyard::{Pid, procs};
+/// let me = procs::usage(Pid::this())?.expect("we exist");
+/// assert!(me.resident_bytes > 0);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
+pub fn usage(pid: Pid) -> Result<Option<Usage>> {
+    let path = format!("/proc/{pid}/stat");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH)) => return Ok(None),
+        Err(e) => return Err(Error::sys("read", path, e)),
+    };
+    let bad = |what: &str| Error::Proc { on: format!("/proc/{pid}/stat"), reason: format!("no {what} field") };
+    // Fields after the command name (which may contain spaces and ')'), from `state`.
+    let rest: Vec<&str> = text.rfind(')').map(|i| text[i + 1..].split_whitespace().collect()).unwrap_or_default();
+    let field = |n: usize, what: &str| rest.get(n).and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| bad(what));
+    let ticks = field(11, "utime")? + field(12, "stime")?;
+    let pages = field(21, "rss")?;
+    // SAFETY: sysconf has no preconditions; it reads a constant of the system.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    Ok(Some(Usage {
+        cpu: Duration::from_secs_f64(ticks as f64 / procfs::ticks_per_second() as f64),
+        resident_bytes: pages.saturating_mul(page),
+    }))
+}
+
 /// The value of variable `name` in the environment a process started with (its
 /// `/proc/PID/environ`: what it was given at `exec`, not later changes); `Ok(None)` when the
 /// process is gone or does not have it. Reading another user's needs privilege.

@@ -61,6 +61,7 @@ impl Server {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let stop2 = Arc::clone(&stop);
         std::thread::Builder::new().name("forkyard-api".into()).spawn(move || {
+            lower_priority();
             runtime.block_on(serve(hub, snapshot, unix, tcp, stop2));
             // Dropping the runtime ends what is left (idle keep-alive connections).
             drop(runtime);
@@ -74,6 +75,24 @@ impl Server {
     pub fn stop(self, patience: Duration) {
         self.stop.notify_one();
         let _ = self.done.recv_timeout(patience + Duration::from_millis(500));
+    }
+}
+
+/// How much nicer than the supervisor's loop the API thread runs.
+const API_NICE: i32 = 10;
+
+/// Makes the calling thread (the API's) yield the CPU to the supervisor's loop and the
+/// services it starts. On a machine with few CPUs, 50 clients polling status otherwise
+/// delayed restarts by competing for a core (seen in the control benchmark: 1.17x without,
+/// 0.96-1.04x with a lower priority). Threads on Linux have their own nice value; the
+/// services are forked by the loop's thread and do not inherit this one.
+fn lower_priority() {
+    // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid);
+        if let Ok(tid) = libc::id_t::try_from(tid) {
+            let _ = libc::setpriority(libc::PRIO_PROCESS, tid, API_NICE);
+        }
     }
 }
 
@@ -787,6 +806,43 @@ mod tests {
         assert_eq!(q.one("signal"), Some("RTMIN+3"));
         assert_eq!(q.one("x"), Some("a b"));
         assert!(Query::parse("wait=maybe").flag("wait", true).is_err());
+    }
+
+    #[test]
+    fn the_api_thread_yields_to_the_loop() {
+        let (hub, _commands) = super::super::hub::hub(10, None).expect("hub");
+        let snapshot = tokio::sync::watch::channel(Arc::new(Snapshot {
+            pid: 1,
+            config: String::new(),
+            started: Instant::now(),
+            exit_code: None,
+            finished: false,
+            width: 0,
+            units: Vec::new(),
+            services: Vec::new(),
+        }))
+        .1;
+        let server = Server::start(Arc::new(hub), snapshot, None, None).expect("start");
+        let nice_of_api = || {
+            let tasks = std::fs::read_dir("/proc/self/task").expect("tasks");
+            tasks.flatten().find_map(|t| {
+                let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+                if comm.trim() != "forkyard-api" {
+                    return None;
+                }
+                let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+                let rest: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+                rest.get(16)?.parse::<i32>().ok()
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = nice_of_api();
+        while seen != Some(API_NICE) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            seen = nice_of_api();
+        }
+        server.stop(Duration::from_millis(100));
+        assert_eq!(seen, Some(API_NICE), "the API thread's nice value");
     }
 
     #[test]

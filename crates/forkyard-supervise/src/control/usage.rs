@@ -2,11 +2,18 @@
 //! tree counted), else from its main process in /proc.
 //!
 //! Why this module exists: `ctl status` and `/metrics` report them, and both are read on the
-//! API thread when asked, never by the supervisor's loop.
+//! API thread when asked, never by the supervisor's loop. Status is polled, so each unit
+//! costs as few reads as possible: `cpu.stat`, `memory.current` (not tried again once the
+//! memory controller is found missing), else one read of `/proc/PID/stat`.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use forkyard::Pid;
+
+/// `memory.current` was missing: the memory controller is not enabled for our cgroups (it
+/// does not come and go while `up` runs, so it is not looked for again).
+static NO_MEMORY_CONTROLLER: AtomicBool = AtomicBool::new(false);
 
 /// `(cpu seconds, memory bytes)` of a unit, as far as they can be read.
 pub fn of(cgroup: Option<&Path>, pid: Option<Pid>) -> (Option<f64>, Option<u64>) {
@@ -18,23 +25,25 @@ pub fn of(cgroup: Option<&Path>, pid: Option<Pid>) -> (Option<f64>, Option<u64>)
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(|us| us as f64 / 1e6)
         });
-        // Without the memory controller delegated, the main process's resident set is used.
-        memory = std::fs::read_to_string(dir.join("memory.current")).ok().and_then(|t| t.trim().parse::<u64>().ok());
+        if !NO_MEMORY_CONTROLLER.load(Ordering::Relaxed) {
+            match std::fs::read_to_string(dir.join("memory.current")) {
+                Ok(t) => memory = t.trim().parse::<u64>().ok(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    NO_MEMORY_CONTROLLER.store(true, Ordering::Relaxed);
+                }
+                Err(_) => {}
+            }
+        }
         if cpu.is_some() && memory.is_some() {
             return (cpu, memory);
         }
     }
-    if let Some(p) = pid.and_then(|p| forkyard::procs::Process::read(p).ok().flatten()) {
-        cpu = cpu.or(Some(p.cpu_time().as_secs_f64()));
-        memory = memory.or(Some(p.rss_pages.saturating_mul(page_size())));
+    // Without the memory controller, the main process's resident set.
+    if let Some(u) = pid.and_then(|p| forkyard::procs::usage(p).ok().flatten()) {
+        cpu = cpu.or(Some(u.cpu.as_secs_f64()));
+        memory = memory.or(Some(u.resident_bytes));
     }
     (cpu, memory)
-}
-
-fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions; it only reads a constant of the system.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).unwrap_or(4096)
 }
 
 #[cfg(test)]
