@@ -5,6 +5,7 @@
 #   bench/run.sh inits            the container inits (inits.rs): storm zombies idle true rss
 #   bench/run.sh supervisors      forkyard up vs supervisord, runit, s6 and a C floor
 #                                 (supervisors.rs): restart tree zombies rss flood
+#                                 control (= control-status control-restart)
 #                                 (flood = flood-memory flood-latency)
 #   bench/run.sh library pool     one section
 #   bench/run.sh supervisors restart flood   several
