@@ -193,6 +193,27 @@ struct Ring {
     lens: VecDeque<usize>,
 }
 
+/// The last `max` lines of `lines` (whole lines, each ended by a newline), without their
+/// newlines. Only that many can stay in a ring: under a flood (32,768 lines in a 64 KiB read
+/// of `yes`) the others are skipped instead of pushed and pushed out again.
+pub fn last_lines(lines: &[u8], max: usize) -> impl Iterator<Item = &[u8]> {
+    let body = lines.strip_suffix(b"\n").unwrap_or(lines);
+    let mut start = 0;
+    let mut seen = 0;
+    for (i, &b) in body.iter().enumerate().rev() {
+        if b == b'\n' {
+            seen += 1;
+            if seen == max {
+                start = i + 1;
+                break;
+            }
+        }
+    }
+    // Nothing at all is no line (where `split` would give one empty one).
+    let count = if lines.is_empty() { 0 } else { max };
+    body[start..].split(|&b| b == b'\n').take(count)
+}
+
 impl Rings {
     /// Rings keeping `max_lines` lines each (and at most [`RING_BYTES`]).
     pub fn new(max_lines: usize) -> Rings {
@@ -298,6 +319,21 @@ pub fn hub(max_lines: usize, reload: Option<super::Reload>) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_lines_a_ring_can_keep_are_pushed_and_empty_lines_count() {
+        let all = |lines: &[u8], max| {
+            last_lines(lines, max).map(|l| String::from_utf8_lossy(l).into_owned()).collect::<Vec<_>>()
+        };
+        assert_eq!(all(b"a\nb\n\nc\n", 10), ["a", "b", "", "c"]);
+        assert_eq!(all(b"a\nb\n\nc\n", 2), ["", "c"]);
+        assert_eq!(all(b"a\nb\n", 2), ["a", "b"]);
+        assert_eq!(all(b"\n", 5), [""]);
+        assert!(all(b"", 5).is_empty());
+        assert!(all(b"a\n", 0).is_empty());
+        let flood = b"y\n".repeat(32_768);
+        assert_eq!(last_lines(&flood, 1000).count(), 1000);
+    }
 
     #[test]
     fn a_ring_keeps_the_last_lines_within_its_bounds() {

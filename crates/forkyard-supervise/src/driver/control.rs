@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use super::{CONTROL, Driver, SetupError, Slot, id};
 use crate::config::{Plan, Unit};
 use crate::control::api;
-use crate::control::hub::{self, Act, Command, Hub, LogChunk, Refusal, Snapshot, UnitSnap};
+use crate::control::hub::{self, Act, Command, Hub, LogChunk, Refusal, Snapshot, UnitSnap, last_lines};
 use crate::control::server::{DEFAULT_READY_WAIT, Server, wall_seconds};
 use crate::machine::{Change, Phase, Request, UnitId};
 use crate::notice::Notice;
@@ -53,7 +53,8 @@ impl Ctl {
             return;
         }
         let Ok(mut rings) = self.hub.rings.lock() else { return };
-        for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let max = rings.max_lines();
+        for line in last_lines(lines, max) {
             rings.push(index, line);
         }
         if let Some(tx) = &rings.follow {

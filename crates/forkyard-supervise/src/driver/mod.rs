@@ -956,12 +956,13 @@ impl<'a> Driver<'a> {
         let mut matched = false;
         let mut log_error = None;
         let mut used = 0;
+        output.start_batch(name, unit.index());
         for piece in data.chunks(SLICE) {
             if !output.has_room() {
                 break;
             }
             stream.lines.feed(piece, |line| {
-                output.line(name, unit.index(), line);
+                output.batch_line(line);
                 if keep {
                     kept.extend_from_slice(line);
                     kept.push(b'\n');
