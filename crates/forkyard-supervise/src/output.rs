@@ -20,7 +20,7 @@
 //! non-blocking breaks the next program that uses it); a thread changes nothing outside.
 
 use std::collections::VecDeque;
-use std::io::{self, Write as _};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
