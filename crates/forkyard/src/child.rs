@@ -184,6 +184,7 @@ impl Child {
     /// `Ok(())` is returned; a child that has ended but is not yet collected cannot be
     /// reached either, and that is not an error.
     pub fn kill(&self, signal: Signal) -> Result<()> {
+        signal.checked()?;
         if self.ended.is_some() {
             return Ok(());
         }

@@ -84,17 +84,13 @@ pub enum Error {
         reason: String,
     },
 
-    /// A text could not be read as a signal.
-    #[error(
-        "'{input}' is not a signal: {reason} (use a name like TERM or SIGTERM, a number like \
-         15, or SIGRTMIN+3)"
-    )]
-    BadSignal {
-        /// What was given.
-        input: String,
-        /// Why it was refused.
-        reason: &'static str,
-    },
+    /// A text or number is not a signal.
+    #[error(transparent)]
+    InvalidSignal(#[from] crate::signal::InvalidSignal),
+
+    /// A text or number is not a process ID.
+    #[error(transparent)]
+    InvalidPid(#[from] crate::pid::InvalidPid),
 
     /// A text could not be read as a duration.
     #[error("'{input}' is not a duration: {reason} (write e.g. 500ms, 5s, 1m30s, or 0)")]

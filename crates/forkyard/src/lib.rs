@@ -34,7 +34,7 @@ mod duration;
 pub mod error;
 pub mod fork;
 pub mod init;
-mod pid;
+pub mod pid;
 pub mod pool;
 pub mod procs;
 pub mod reap;

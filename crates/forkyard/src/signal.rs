@@ -16,8 +16,49 @@ use crate::error::{Error, Result};
 use crate::{Pid, sys};
 
 /// One signal, standard (1-31) or real-time (`SIGRTMIN`..=`SIGRTMAX`).
+///
+/// Every way in checks the number: [`Signal::new`], `TryFrom<i32>`, parsing a name or number,
+/// and serde (a deserialized `0` or `99` is an error naming the value, so it never reaches
+/// `kill`).
+///
+/// ```
+/// use forkyard::Signal;
+///
+/// let quit: Signal = "SIGQUIT".parse()?;
+/// assert_eq!(quit, Signal::QUIT);
+/// assert_eq!("RTMIN+3".parse::<Signal>()?.to_string(), "SIGRTMIN+3");
+/// assert!(Signal::try_from(0).is_err());
+/// let err = serde_json::from_str::<Signal>("99").unwrap_err();
+/// assert!(err.to_string().contains("'99' is not a signal"), "{err}");
+/// # Ok::<(), forkyard::signal::InvalidSignal>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "i32")]
 pub struct Signal(i32);
+
+/// A text or number that is not a signal on this system; names what was given and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "'{input}' is not a signal: {reason} (use a name like TERM or SIGTERM, a number like 15, \
+     or SIGRTMIN+3)"
+)]
+pub struct InvalidSignal {
+    /// What was given.
+    pub input: String,
+    /// Why it was refused.
+    pub reason: &'static str,
+}
+
+impl TryFrom<i32> for Signal {
+    type Error = InvalidSignal;
+
+    fn try_from(number: i32) -> std::result::Result<Signal, InvalidSignal> {
+        Signal::new(number).ok_or_else(|| InvalidSignal {
+            input: number.to_string(),
+            reason: "no signal has that number on this system",
+        })
+    }
+}
 
 /// The standard signals by name, as Linux numbers them on this architecture. The first name
 /// of a number is the one we print.
@@ -98,6 +139,13 @@ impl Signal {
         Signal(number)
     }
 
+    /// Itself if it is a signal: every public way of making a `Signal` checks, but the
+    /// placeholder in [`SignalInfo::default`] holds 0, which must never reach `kill` (where it
+    /// would mean "check that the process exists").
+    pub(crate) fn checked(self) -> std::result::Result<Signal, InvalidSignal> {
+        Signal::try_from(self.0)
+    }
+
     /// The signal's number.
     pub fn as_raw(self) -> i32 {
         self.0
@@ -132,11 +180,13 @@ impl Signal {
     /// Sends this signal to one process by PID. Prefer [`crate::Child::kill`] for your own
     /// children: a PID can be reused once its process has been reaped.
     pub fn send(self, pid: Pid) -> Result<()> {
+        self.checked()?;
         sys::kill(pid, self.0).map_err(|e| Error::sys("kill", format!("process {pid} ({self})"), e))
     }
 
     /// Sends this signal to every process in the group `pgid`.
     pub fn send_group(self, pgid: Pid) -> Result<()> {
+        self.checked()?;
         sys::kill_group(pgid, self.0).map_err(|e| Error::sys("kill", format!("process group {pgid} ({self})"), e))
     }
 
@@ -221,11 +271,11 @@ impl fmt::Debug for Signal {
 }
 
 impl FromStr for Signal {
-    type Err = Error;
+    type Err = InvalidSignal;
 
     /// Reads `TERM`, `SIGTERM`, `term`, `15`, `RTMIN`, `SIGRTMIN+3`, `RTMAX-1`.
-    fn from_str(input: &str) -> Result<Signal> {
-        let bad = |reason| Error::BadSignal { input: input.to_string(), reason };
+    fn from_str(input: &str) -> std::result::Result<Signal, InvalidSignal> {
+        let bad = |reason| InvalidSignal { input: input.to_string(), reason };
         let text = input.trim();
         if text.is_empty() {
             return Err(bad("it is empty"));
@@ -240,7 +290,7 @@ impl FromStr for Signal {
             return Ok(Signal(*n));
         }
         let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
-        let realtime = |base: i32, rest: &str, sign: i32| -> Result<Signal> {
+        let realtime = |base: i32, rest: &str, sign: i32| -> std::result::Result<Signal, InvalidSignal> {
             let n = if rest.is_empty() {
                 base
             } else {
@@ -542,6 +592,29 @@ mod tests {
             let err = text.parse::<Signal>().expect_err(text);
             assert!(err.to_string().contains("is not a signal"), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn every_way_in_refuses_a_bad_number_and_names_it() {
+        for bad in [0, 99, -1, libc::SIGRTMAX() + 1] {
+            let err = Signal::try_from(bad).expect_err("refused");
+            assert!(err.to_string().starts_with(&format!("'{bad}' is not a signal")), "{err}");
+            let err = serde_json::from_str::<Signal>(&bad.to_string()).expect_err("refused");
+            assert!(err.to_string().contains(&format!("'{bad}' is not a signal")), "{err}");
+            let encoded = postcard::to_allocvec(&bad).expect("encode");
+            assert!(postcard::from_bytes::<Signal>(&encoded).is_err(), "{bad}");
+        }
+        assert_eq!(serde_json::from_str::<Signal>("15").ok(), Some(Signal::TERM));
+        let encoded = postcard::to_allocvec(&Signal::rtmax()).expect("encode");
+        assert_eq!(postcard::from_bytes::<Signal>(&encoded).ok(), Some(Signal::rtmax()));
+    }
+
+    #[test]
+    fn the_placeholder_signal_is_never_sent() {
+        let placeholder = SignalInfo::default().signal;
+        let err = placeholder.send(Pid::this()).expect_err("refused");
+        assert!(err.to_string().contains("'0' is not a signal"), "{err}");
+        assert!(placeholder.send_group(Pid::this()).is_err());
     }
 
     #[test]
