@@ -44,11 +44,16 @@ static DROPPED_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// Called before every fork and after every wait in this crate, so most programs never need
 /// to call it.
 pub fn reap_dropped_children() -> usize {
+    // The common case, nothing dropped, takes no lock and writes nothing.
+    if DROPPED_COUNT.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
     let Ok(mut dropped) = DROPPED.try_lock() else {
         return 0;
     };
     let before = dropped.len();
     dropped.retain_mut(|child| !matches!(child.try_wait(), Ok(Some(_)) | Err(_)));
+    DROPPED_COUNT.store(dropped.len(), Ordering::Relaxed);
     before - dropped.len()
 }
 
