@@ -75,6 +75,19 @@ pub enum Error {
         status: ExitStatus,
     },
 
+    /// The child ended without delivering its result, and how it ended is unknown: the
+    /// kernel discarded its exit status because this process ignores `SIGCHLD` (`SIG_IGN` or
+    /// `SA_NOCLDWAIT`), or something else in the process collected it with `waitpid(-1)`.
+    #[error(
+        "child {pid} ended without delivering its result, and how it ended is unknown: this \
+         process ignores SIGCHLD (so the kernel discarded the exit status) or collects children \
+         with waitpid(-1); restore SIGCHLD's default action to learn why it died"
+    )]
+    ChildLost {
+        /// The child.
+        pid: Pid,
+    },
+
     /// The child's result arrived but could not be decoded.
     #[error("the result sent by child {pid} could not be decoded: {reason}")]
     BadResult {

@@ -152,6 +152,13 @@ impl StackBuf {
 /// - A child that exits without a result gives [`Error::ChildExitedEarly`], and a result
 ///   that does not decode gives [`Error::BadResult`].
 ///
+/// **When this process ignores `SIGCHLD`** (`SIG_IGN`, common in servers, or `SA_NOCLDWAIT`),
+/// the kernel collects the child itself and discards its exit status. The result still comes
+/// back, since it travels through the pipe: a complete result is returned, and a panic is
+/// still [`Error::ChildPanicked`]. What is lost is the exit status: a child that ends without
+/// a result gives [`Error::ChildLost`] (killed or exited, unknown), and a child killed just
+/// after delivering its whole result counts as a success.
+///
 /// In every case the child has been collected when this returns; no zombie is left. The
 /// child ends with `_exit`, so the parent's destructors and exit handlers never run twice.
 /// Standard output is flushed before the fork (so buffered text is not printed twice) and
@@ -429,7 +436,13 @@ fn collect<T: DeserializeOwned>(mut child: Child, read_end: OwnedFd, big: OwnedF
             return Err(Error::sys("read", format!("the result pipe of child {pid}"), e));
         }
     };
-    let status = child.wait()?;
+    // With SIGCHLD ignored the kernel reaps the child itself and its status is lost (ECHILD);
+    // the result came through the pipe, so it is still good.
+    let status = match child.wait() {
+        Ok(status) => Some(status),
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => None,
+        Err(e) => return Err(e),
+    };
     let mut heap;
     let raw: &mut [u8] = match gathered {
         Gathered::Stack => stack.filled(),
@@ -441,7 +454,7 @@ fn collect<T: DeserializeOwned>(mut child: Child, read_end: OwnedFd, big: OwnedF
     match parse_chunks(raw) {
         Received::Complete(bytes) => match postcard::take_from_bytes::<Outcome<T>>(bytes) {
             Ok((Outcome::Panicked(message), _)) => Err(Error::ChildPanicked { pid, message }),
-            Ok((Outcome::Value(value), rest)) if rest.is_empty() && status.success() => Ok(value),
+            Ok((Outcome::Value(value), rest)) if rest.is_empty() && status.is_none_or(|s| s.success()) => Ok(value),
             Ok((Outcome::Value(_), rest)) if !rest.is_empty() => Err(Error::BadResult {
                 pid,
                 reason: format!(
@@ -459,10 +472,11 @@ fn collect<T: DeserializeOwned>(mut child: Child, read_end: OwnedFd, big: OwnedF
     }
 }
 
-fn ended_without_result(pid: Pid, status: ExitStatus) -> Error {
+fn ended_without_result(pid: Pid, status: Option<ExitStatus>) -> Error {
     match status {
-        ExitStatus::Signaled { signal, .. } => Error::ChildKilled { pid, status, signal },
-        ExitStatus::Exited(_) => Error::ChildExitedEarly { pid, status },
+        Some(status @ ExitStatus::Signaled { signal, .. }) => Error::ChildKilled { pid, status, signal },
+        Some(status @ ExitStatus::Exited(_)) => Error::ChildExitedEarly { pid, status },
+        None => Error::ChildLost { pid },
     }
 }
 

@@ -46,6 +46,16 @@ pub enum TaskError {
         /// How it ended.
         status: ExitStatus,
     },
+    /// The worker process ended while working on this item, and how is unknown: this process
+    /// ignores `SIGCHLD`, so the kernel discarded the worker's exit status.
+    #[error(
+        "worker {pid} ended while working on this item (how is unknown: this process ignores \
+         SIGCHLD, so the kernel discarded its exit status)"
+    )]
+    WorkerLost {
+        /// The worker.
+        pid: Pid,
+    },
     /// The worker's result for this item could not be encoded or decoded.
     #[error("the result for this item could not be transferred: {0}")]
     BadResult(String),
@@ -78,7 +88,9 @@ struct Worker {
 /// Worker processes running one function; [`Pool::map`] feeds them inputs.
 ///
 /// The workers are forked on the first `map` and reused by later ones; they exit when the
-/// pool is dropped. The calling process must be single-threaded whenever a worker is forked
+/// pool is dropped. When this process ignores `SIGCHLD`, results still come back (they travel
+/// through pipes), but a worker that dies is reported as [`TaskError::WorkerLost`], without
+/// the exit status the kernel discarded. The calling process must be single-threaded whenever a worker is forked
 /// (see [`crate::run_in_child`] for why).
 pub struct Pool<I, O> {
     size: usize,
@@ -206,7 +218,12 @@ where
             }
             for k in dead.into_iter().rev() {
                 let mut w = self.workers.swap_remove(k);
-                let status = w.child.wait()?;
+                // With SIGCHLD ignored the kernel has reaped the worker and kept no status.
+                let status = match w.child.wait() {
+                    Ok(status) => Some(status),
+                    Err(e) if e.raw_os_error() == Some(libc::ECHILD) => None,
+                    Err(e) => return Err(e),
+                };
                 let pid = w.child.pid();
                 // The slot names the item the worker was on; 0 means it died between items
                 // (reading a chunk, say), and the first unanswered item is blamed so that the
@@ -215,7 +232,10 @@ where
                 let unanswered: Vec<u32> = w.in_flight.drain(..).flatten().collect();
                 let culprit = unanswered.iter().copied().find(|&i| i + 1 == on).or(unanswered.first().copied());
                 if let Some(culprit) = culprit {
-                    results[culprit as usize] = Some(Err(TaskError::WorkerDied { pid, status }));
+                    results[culprit as usize] = Some(Err(match status {
+                        Some(status) => TaskError::WorkerDied { pid, status },
+                        None => TaskError::WorkerLost { pid },
+                    }));
                     *done += 1;
                 }
                 // Hand the rest to the others, keeping their order.
@@ -284,9 +304,13 @@ where
             }
         }
     }
+}
 
+/// What needs no serde: shutting the workers down, for `map`'s failures and for `Drop`.
+impl<I, O> Pool<I, O> {
     /// Closes every task pipe (idle workers exit on it), then collects every worker;
-    /// `kill` first sends SIGKILL, for workers that may be busy.
+    /// `kill` first sends SIGKILL, for workers that may be busy. A worker still running after
+    /// 5 seconds is killed.
     fn shutdown(&mut self, kill: bool) {
         for mut w in self.workers.drain(..) {
             if kill {
@@ -303,14 +327,7 @@ where
 
 impl<I, O> Drop for Pool<I, O> {
     fn drop(&mut self) {
-        for w in self.workers.drain(..) {
-            let Worker { mut child, tasks, .. } = w;
-            drop(tasks);
-            if !matches!(child.wait_timeout(Duration::from_secs(5)), Ok(Some(_))) {
-                let _ = child.kill(Signal::KILL);
-                let _ = child.wait();
-            }
-        }
+        self.shutdown(false);
     }
 }
 
