@@ -317,8 +317,8 @@ mod tests {
     #[test]
     fn control_characters_are_shown_as_procps_shows_them() {
         let name = "\x1b[31mred\n)(\t\x7f\u{9b}";
-        assert_eq!(printable(name, Field::Comm), "?[31mred?)(????");
-        assert_eq!(printable(name, Field::Args), "?[31mred )(????");
+        assert_eq!(printable(name, Field::Comm), "?[31mred?)(???");
+        assert_eq!(printable(name, Field::Args), "?[31mred )(???");
         assert_eq!(printable("caf\u{e9} \u{fffd}", Field::Args), "caf\u{e9} ?");
     }
 
