@@ -16,7 +16,7 @@
 //! child is born in its cgroup, and gets its pidfd from the same call.
 
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -45,8 +45,25 @@ pub enum Group {
 pub use crate::users::Credentials;
 
 /// How a child is set up between `fork` and `exec`.
+///
+/// Built with [`Launch::new`] and its builder methods (the fields can also be set one by
+/// one; new ones may be added, so a struct literal is not offered). `'fd` is the lifetime of
+/// the cgroup directory it may borrow.
+///
+/// ```
+/// use std::process::Command;
+/// use forkyard::{ExitStatus, Launch, Signal};
+/// use forkyard::spawn::Group;
+///
+/// // `sh` in a process group of its own, killed if this process dies first.
+/// let launch = Launch::new().group(Group::Own).parent_death_signal(Signal::KILL);
+/// let mut child = launch.spawn(Command::new("sh").args(["-c", "exit 3"]))?;
+/// assert_eq!(child.wait()?, ExitStatus::Exited(3));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Debug, Default)]
-pub struct Launch {
+#[non_exhaustive]
+pub struct Launch<'fd> {
     /// Process group or session.
     pub group: Group,
     /// With [`Group::Own`]: make the child's group the foreground group of the terminal on
@@ -66,27 +83,144 @@ pub struct Launch {
     pub announce: Option<Vec<u8>>,
     /// An open directory of a cgroup v2 for the child, so that everything it starts stays
     /// in that cgroup. [`Launch::start`] has it born there (`clone3`, Linux 5.7+); otherwise
-    /// the child joins it first thing by writing `0` to its `cgroup.procs`. The caller
-    /// keeps the descriptor open until the call returns.
-    pub cgroup: Option<RawFd>,
+    /// the child joins it first thing by writing `0` to its `cgroup.procs`.
+    pub cgroup: Option<BorrowedFd<'fd>>,
     /// If `LISTEN_PID` (socket activation) names this process, rename it to the child, which
-    /// is the one that will use the sockets (catatonit does this). Only for a command without
-    /// environment changes of its own (`Command::env`), whose `exec` reads the live
-    /// environment.
+    /// is the one that will use the sockets (catatonit does this). [`Launch::start`] writes
+    /// the child's PID into an environment prepared before the fork, so it works in any
+    /// process. [`Launch::spawn`] has to call `setenv` in the child, which takes the C
+    /// library's environment lock: it refuses a process with other threads, and works only
+    /// for a command without environment changes of its own (`Command::env`), whose `exec`
+    /// reads the live environment.
     pub pass_listen_pid: bool,
 }
 
-impl Launch {
+/// Builder methods: each sets one field and returns the setup.
+impl<'fd> Launch<'fd> {
+    /// The setup that changes nothing: the child inherits what `std::process` would give it.
+    pub fn new() -> Launch<'fd> {
+        Launch::default()
+    }
+
+    /// Sets [`Launch::group`].
+    pub fn group(mut self, group: Group) -> Launch<'fd> {
+        self.group = group;
+        self
+    }
+
+    /// Sets [`Launch::foreground`].
+    pub fn foreground(mut self, on: bool) -> Launch<'fd> {
+        self.foreground = on;
+        self
+    }
+
+    /// Sets [`Launch::signal_mask`].
+    pub fn signal_mask(mut self, mask: SignalSet) -> Launch<'fd> {
+        self.signal_mask = Some(mask);
+        self
+    }
+
+    /// Sets [`Launch::dispositions`].
+    pub fn dispositions(mut self, dispositions: Vec<(Signal, Disposition)>) -> Launch<'fd> {
+        self.dispositions = dispositions;
+        self
+    }
+
+    /// Sets [`Launch::parent_death_signal`].
+    pub fn parent_death_signal(mut self, signal: Signal) -> Launch<'fd> {
+        self.parent_death_signal = Some(signal);
+        self
+    }
+
+    /// Sets [`Launch::credentials`].
+    pub fn credentials(mut self, credentials: Credentials) -> Launch<'fd> {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Sets [`Launch::announce`].
+    pub fn announce(mut self, text: Vec<u8>) -> Launch<'fd> {
+        self.announce = Some(text);
+        self
+    }
+
+    /// Sets [`Launch::cgroup`]: the child starts in the cgroup v2 whose directory is open as
+    /// `dir`.
+    pub fn cgroup(mut self, dir: BorrowedFd<'fd>) -> Launch<'fd> {
+        self.cgroup = Some(dir);
+        self
+    }
+
+    /// Sets [`Launch::pass_listen_pid`].
+    pub fn pass_listen_pid(mut self, on: bool) -> Launch<'fd> {
+        self.pass_listen_pid = on;
+        self
+    }
+
+    /// The same setup without the borrowed cgroup, for a closure that must be `'static`.
+    fn detached(&self) -> Launch<'static> {
+        Launch {
+            group: self.group,
+            foreground: self.foreground,
+            signal_mask: self.signal_mask,
+            dispositions: self.dispositions.clone(),
+            parent_death_signal: self.parent_death_signal,
+            credentials: self.credentials.clone(),
+            announce: self.announce.clone(),
+            cgroup: None,
+            pass_listen_pid: self.pass_listen_pid,
+        }
+    }
+}
+
+/// Refuses `pass_listen_pid` for [`Launch::spawn`] in a process with other threads: the
+/// child's `setenv` would take the C library's environment lock, which another thread may
+/// have held at the fork and which would then never be released in the child.
+fn refuse_setenv_with_threads() -> Result<()> {
+    let threads = sys::thread_count().map_err(|e| Error::sys("read", "/proc/self/status (Threads:)", e))?;
+    if threads > 1 {
+        return Err(Error::Unsupported {
+            what: "passing LISTEN_PID through Launch::spawn",
+            why: format!(
+                "this process has {threads} threads, and the child's setenv could deadlock on the \
+                 environment lock another thread held at the fork; use Launch::start, which \
+                 prepares the environment before the fork, or set it before starting threads"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Writes `n` in decimal, NUL-terminated, at the end of `out`; returns where it starts.
+/// Allocates nothing, for use between fork and exec.
+fn decimal(mut n: u32, out: &mut [u8; 12]) -> usize {
+    let mut i = out.len() - 1;
+    out[i] = 0;
+    loop {
+        i -= 1;
+        out[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return i;
+        }
+    }
+}
+
+impl Launch<'_> {
     /// Starts `command` with this setup.
     ///
     /// A failed `exec` (no such program, not executable) is returned as [`Error::Sys`] with
     /// call `exec` and the kernel's `errno`, after the failed child has been collected.
     ///
     /// The setup runs in the forked child before `exec`. It makes only system calls, except
-    /// for `pass_listen_pid`, which edits the environment and so is safe only in a
-    /// single-threaded process.
+    /// for `pass_listen_pid`, which edits the environment and so is refused (with
+    /// [`Error::Unsupported`]) in a process with other threads.
     pub fn spawn(&self, command: &mut Command) -> Result<Child> {
-        let setup = self.clone();
+        if self.pass_listen_pid {
+            refuse_setenv_with_threads()?;
+        }
+        let setup = self.detached();
+        let cgroup = self.cgroup.map(|dir| dir.as_raw_fd());
         let parent = Pid::this();
         let listen_pid = if setup.pass_listen_pid {
             std::env::var("LISTEN_PID").ok().filter(|v| v.trim() == parent.as_raw().to_string())
@@ -98,7 +232,7 @@ impl Launch {
         // getppid, sigaction, pthread_sigmask), none of which allocates or takes a lock,
         // except the LISTEN_PID rewrite, documented above as single-threaded only.
         unsafe {
-            command.pre_exec(move || setup.in_child(parent, listen_pid.is_some()));
+            command.pre_exec(move || setup.in_child(cgroup, parent, listen_pid.is_some()));
         }
         let program = command.get_program().to_string_lossy().into_owned();
         let child = command.spawn().map_err(|e| Error::sys("exec", format!("'{program}'"), e))?;
@@ -110,8 +244,8 @@ impl Launch {
     }
 
     /// The setup itself, in the forked child.
-    fn in_child(&self, parent: Pid, rewrite_listen_pid: bool) -> std::io::Result<()> {
-        if let Some(dir) = self.cgroup {
+    fn in_child(&self, cgroup: Option<RawFd>, parent: Pid, rewrite_listen_pid: bool) -> std::io::Result<()> {
+        if let Some(dir) = cgroup {
             join_cgroup(dir)?;
         }
         self.setup(parent, rewrite_listen_pid)
@@ -187,18 +321,9 @@ impl Launch {
             // fork, so in this child it is locked for good. libc's setenv takes glibc's own
             // lock, free in a single-threaded parent (the contract of `pass_listen_pid`); the
             // number is formatted without allocating.
-            let mut digits = [0u8; 24];
+            let mut digits = [0u8; 12];
             // SAFETY: getpid has no preconditions.
-            let mut n = unsafe { libc::getpid() } as u32;
-            let mut i = digits.len() - 1; // digits[last] stays 0: the terminator
-            loop {
-                i -= 1;
-                digits[i] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
+            let i = decimal(unsafe { libc::getpid() } as u32, &mut digits);
             // SAFETY: both strings are NUL-terminated and live for the call.
             unsafe { libc::setenv(c"LISTEN_PID".as_ptr(), digits[i..].as_ptr().cast(), 1) };
         }
@@ -272,7 +397,15 @@ struct Prepared {
     /// Full paths to try, in order.
     candidates: Vec<CString>,
     cwd: Option<CString>,
+    /// `LISTEN_PID=` and room for the child's PID, when it is passed on: the child writes
+    /// its PID into its own copy of this buffer before `exec` (envp points at it).
+    _listen_pid: Option<Vec<u8>>,
+    /// Where in that buffer the digits go.
+    listen_pid_at: Option<*mut u8>,
 }
+
+/// The bytes before the PID in [`Prepared::listen_pid_at`]'s buffer.
+const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
 
 fn cstring(bytes: &OsStr, what: &str) -> Result<CString> {
     CString::new(bytes.as_bytes()).map_err(|_| {
@@ -285,7 +418,9 @@ fn cstring(bytes: &OsStr, what: &str) -> Result<CString> {
 }
 
 impl Prepared {
-    fn new(program: &Program) -> Result<Prepared> {
+    /// Prepares `program`; with `pass_listen_pid`, a `LISTEN_PID` naming `parent` is left
+    /// for the child to fill in.
+    fn new(program: &Program, pass_listen_pid: bool, parent: Pid) -> Result<Prepared> {
         let Some(name) = program.argv.first() else {
             return Err(Error::sys(
                 "exec",
@@ -300,7 +435,15 @@ impl Prepared {
             env.push((k.clone(), v.clone()));
         }
         let mut envp = Vec::with_capacity(env.len());
+        let mut listen_pid = None;
+        let ours = parent.as_raw().to_string();
         for (k, v) in &env {
+            if pass_listen_pid && k == "LISTEN_PID" && v.to_str().is_some_and(|v| v.trim() == ours) {
+                let mut slot = LISTEN_PID_PREFIX.to_vec();
+                slot.extend_from_slice(&[0; 12]);
+                listen_pid = Some(slot);
+                continue;
+            }
             let mut kv = k.clone();
             kv.push("=");
             kv.push(v);
@@ -322,8 +465,23 @@ impl Prepared {
         };
         let cwd = program.cwd.as_ref().map(|c| cstring(c.as_os_str(), "directory")).transpose()?;
         let argv_ptrs = argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-        let envp_ptrs = envp.iter().map(|e| e.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-        Ok(Prepared { _argv: argv, _envp: envp, argv_ptrs, envp_ptrs, candidates, cwd })
+        let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+        let listen_pid_at = listen_pid.as_mut().map(|slot: &mut Vec<u8>| {
+            envp_ptrs.push(slot.as_ptr().cast());
+            // The vector is never touched again, so the pointer stays valid and unaliased.
+            slot[LISTEN_PID_PREFIX.len()..].as_mut_ptr()
+        });
+        envp_ptrs.push(std::ptr::null());
+        Ok(Prepared {
+            _argv: argv,
+            _envp: envp,
+            argv_ptrs,
+            envp_ptrs,
+            candidates,
+            cwd,
+            _listen_pid: listen_pid,
+            listen_pid_at,
+        })
     }
 }
 
@@ -337,28 +495,28 @@ const STEP_EXEC: u8 = 5;
 /// Set once `clone3` turned out not to support CLONE_INTO_CGROUP here.
 static NO_CLONE_INTO_CGROUP: AtomicBool = AtomicBool::new(false);
 
-impl Launch {
+impl Launch<'_> {
     /// Starts `program` with this setup, in [`Launch::cgroup`] from birth where the kernel
     /// allows it; returns a pidfd-backed [`Child`].
     ///
     /// A failure in the child (no such program, not executable, a bad directory, a setup
     /// call refused) comes back as [`Error::Sys`] naming the step (`exec`, `chdir`, ...) and
     /// the kernel's `errno`, after the failed child has been collected. `pass_listen_pid` is
-    /// not supported here (use [`Launch::spawn`]).
+    /// honoured: the child writes its PID into an environment built before the fork.
     ///
     /// Like [`Launch::spawn`], the child makes only system calls before `exec`: everything
     /// it needs (arguments, environment, the paths to try, execve's pointer arrays) is
     /// prepared before the fork, so it is safe in a multi-threaded process.
     pub fn start(&self, program: Program) -> Result<Child> {
-        let prepared = Prepared::new(&program)?;
+        let parent = Pid::this();
+        let prepared = Prepared::new(&program, self.pass_listen_pid, parent)?;
         let name = program.argv[0].to_string_lossy().into_owned();
         let (report_r, report_w) = sys::pipe().map_err(|e| Error::sys("pipe2", format!("starting '{name}'"), e))?;
         let stdio: [Option<RawFd>; 3] = std::array::from_fn(|i| program.stdio[i].as_ref().map(|f| f.as_raw_fd()));
-        let parent = Pid::this();
         crate::child::reap_dropped_children();
         let mut join = None;
         let mut forked = None;
-        if let Some(dir) = self.cgroup {
+        if let Some(dir) = self.cgroup.map(|dir| dir.as_raw_fd()) {
             if !NO_CLONE_INTO_CGROUP.load(Ordering::Relaxed) {
                 // SAFETY: the child runs only `exec_child`, which makes system calls on
                 // memory prepared above and ends in execve or _exit.
@@ -474,6 +632,14 @@ impl Launch {
         }
         if let Err(e) = self.setup(parent, false) {
             fail(STEP_SETUP, e.raw_os_error().unwrap_or(libc::EIO));
+        }
+        if let Some(at) = prepared.listen_pid_at {
+            let mut digits = [0u8; 12];
+            // SAFETY: getpid has no preconditions.
+            let from = decimal(unsafe { libc::getpid() } as u32, &mut digits);
+            // SAFETY: `at` has room for 12 bytes (see `Prepared::new`) in this process's own
+            // copy of the buffer, which nothing else uses.
+            unsafe { std::ptr::copy_nonoverlapping(digits[from..].as_ptr(), at, digits.len() - from) };
         }
         // As execvp: a missing file moves on to the next directory; a file that exists but
         // cannot be run is remembered and reported if nothing else runs.

@@ -563,18 +563,16 @@ impl<'a> Driver<'a> {
         } else {
             None
         };
-        let launch = Launch {
-            group: Group::Own,
-            signal_mask: Some(self.options.inherited.mask),
-            dispositions: self.options.inherited.dispositions(),
+        let mut launch = Launch::new()
+            .group(Group::Own)
+            .signal_mask(self.options.inherited.mask)
+            .dispositions(self.options.inherited.dispositions())
             // If `up` dies (kill -9, the OOM killer), the service is asked to stop as `up`
             // would have asked; set in the child after its credentials change (which clears
             // it).
-            parent_death_signal: Some(unit.stop_signal),
-            credentials,
-            cgroup: self.slots[i].cgroup.as_ref().map(UnitCgroup::raw_fd),
-            ..Launch::default()
-        };
+            .parent_death_signal(unit.stop_signal);
+        launch.credentials = credentials;
+        launch.cgroup = self.slots[i].cgroup.as_ref().map(UnitCgroup::dir_fd);
         let child = match launch.start(program) {
             Ok(child) => child,
             Err(e) => {
@@ -708,15 +706,13 @@ impl<'a> Driver<'a> {
                 }
                 // In its own process group, to be killed whole on timeout, and in the unit's
                 // cgroup, to go with the unit's tree.
-                let launch = Launch {
-                    group: Group::Own,
-                    signal_mask: Some(self.options.inherited.mask),
-                    dispositions: self.options.inherited.dispositions(),
-                    parent_death_signal: Some(Signal::KILL),
-                    credentials,
-                    cgroup: self.slots[i].cgroup.as_ref().map(UnitCgroup::raw_fd),
-                    ..Launch::default()
-                };
+                let mut launch = Launch::new()
+                    .group(Group::Own)
+                    .signal_mask(self.options.inherited.mask)
+                    .dispositions(self.options.inherited.dispositions())
+                    .parent_death_signal(Signal::KILL);
+                launch.credentials = credentials;
+                launch.cgroup = self.slots[i].cgroup.as_ref().map(UnitCgroup::dir_fd);
                 match launch.start(program).and_then(|c| self.reaper.watch(c)) {
                     Ok(pid) => {
                         self.owners.insert(pid, Owner::Probe(unit_id, run, kind, attempt));
