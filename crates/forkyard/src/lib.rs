@@ -30,7 +30,6 @@
 #![cfg(target_os = "linux")]
 
 pub mod child;
-mod duration;
 pub mod error;
 pub mod fork;
 pub mod init;
@@ -43,22 +42,15 @@ pub mod spawn;
 pub mod status;
 pub mod subreaper;
 mod sys;
+pub mod time;
 pub mod users;
 
 pub use child::Child;
-pub use duration::parse_duration;
 pub use error::{Error, Result};
 pub use fork::{Fork, exit_child, fork, run_in_child, run_in_child_unchecked};
 pub use pid::Pid;
 pub use pool::{Pool, TaskError};
 pub use reap::{Reaped, Reaper, Scope, Strategy};
-pub use signal::{Disposition, Signal, SignalFd, SignalSet};
+pub use signal::{Disposition, Signal, SignalFd, SignalInfo, SignalSet};
 pub use spawn::Launch;
 pub use status::{ExitStatus, ResourceUsage, WaitEvent};
-
-/// `CLOCK_MONOTONIC` as a duration since an unspecified fixed point. Unlike
-/// `std::time::Instant` it can be sent to another process on the same machine and compared
-/// there, which is how the benchmarks time a child's exit against its reaping.
-pub fn monotonic_now() -> std::time::Duration {
-    sys::monotonic_now()
-}

@@ -363,8 +363,8 @@ impl SignalSet {
         (1..=libc::SIGRTMAX()).map(Signal).filter(|s| self.contains(*s))
     }
 
-    /// The raw set, for system calls this crate does not wrap.
-    pub fn as_raw(&self) -> &libc::sigset_t {
+    /// The raw set, for the system calls that take one.
+    pub(crate) fn as_raw(&self) -> &libc::sigset_t {
         &self.0
     }
 

@@ -91,7 +91,7 @@ pub enum WaitEvent {
 
 impl WaitEvent {
     /// Decodes the `int` that `waitpid`/`wait4` store.
-    pub fn from_raw(status: libc::c_int) -> WaitEvent {
+    pub(crate) fn from_raw(status: libc::c_int) -> WaitEvent {
         if libc::WIFEXITED(status) {
             WaitEvent::Ended(ExitStatus::Exited(libc::WEXITSTATUS(status) as u8))
         } else if libc::WIFSIGNALED(status) {
@@ -107,7 +107,7 @@ impl WaitEvent {
     }
 
     /// Decodes the `si_code`/`si_status` pair that `waitid` and a SIGCHLD `siginfo` carry.
-    pub fn from_siginfo(code: libc::c_int, status: libc::c_int) -> WaitEvent {
+    pub(crate) fn from_siginfo(code: libc::c_int, status: libc::c_int) -> WaitEvent {
         match code {
             libc::CLD_EXITED => WaitEvent::Ended(ExitStatus::Exited(status as u8)),
             libc::CLD_KILLED => {
