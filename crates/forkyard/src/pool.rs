@@ -119,7 +119,7 @@ where
     /// A pool of at most `workers` processes (at least 1) running `f`.
     pub fn new(workers: usize, f: impl Fn(I) -> O + 'static) -> Result<Pool<I, O>> {
         if workers == 0 {
-            return Err(Error::Unsupported { what: "a pool of zero workers", why: "ask for at least one".into() });
+            return Err(Error::invalid("a pool of zero workers", "ask for at least one"));
         }
         let progress = sys::SharedMem::new((workers * 4).next_multiple_of(4096))
             .map_err(|e| Error::sys("mmap", "the progress page of a pool", e))?;
@@ -151,7 +151,10 @@ where
     pub fn map(&mut self, inputs: &[I]) -> Result<Vec<Result<O, TaskError>>> {
         let n = inputs.len();
         if n >= u32::MAX as usize {
-            return Err(Error::Unsupported { what: "mapping over 2^32 inputs or more", why: "split the input".into() });
+            return Err(Error::invalid(
+                format!("mapping over {n} inputs"),
+                "a map takes fewer than 2^32; split the input",
+            ));
         }
         let mut results: Vec<Option<Result<O, TaskError>>> = (0..n).map(|_| None).collect();
         let chunk = self.chunk_size.unwrap_or_else(|| n.div_ceil(self.size * 4).max(1));

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StartStep};
 use crate::{Child, Disposition, Pid, Signal, SignalSet, sys};
 
 /// Where the child sits among process groups and sessions.
@@ -210,7 +210,9 @@ impl Launch<'_> {
     /// Starts `command` with this setup.
     ///
     /// A failed `exec` (no such program, not executable) is returned as [`Error::Sys`] with
-    /// call `exec` and the kernel's `errno`, after the failed child has been collected.
+    /// call `execve` and the kernel's `errno`, after the failed child has been collected.
+    /// (`std` reports a setup step refused in the child the same way, so the two cannot be
+    /// told apart here; [`Launch::start`] names each step.)
     ///
     /// The setup runs in the forked child before `exec`. It makes only system calls, except
     /// for `pass_listen_pid`, which edits the environment and so is refused (with
@@ -235,7 +237,7 @@ impl Launch<'_> {
             command.pre_exec(move || setup.in_child(cgroup, parent, listen_pid.is_some()));
         }
         let program = command.get_program().to_string_lossy().into_owned();
-        let child = command.spawn().map_err(|e| Error::sys("exec", format!("'{program}'"), e))?;
+        let child = command.spawn().map_err(|e| Error::sys("execve", format!("'{program}'"), e))?;
         let pid = Pid::new(child.id() as i32)
             .ok_or_else(|| Error::sys("fork", format!("'{program}'"), std::io::ErrorKind::InvalidData.into()))?;
         // std's handle is dropped without waiting; ours, with a pidfd, takes over.
@@ -409,10 +411,9 @@ const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
 
 fn cstring(bytes: &OsStr, what: &str) -> Result<CString> {
     CString::new(bytes.as_bytes()).map_err(|_| {
-        Error::sys(
-            "exec",
+        Error::invalid(
             format!("{what} {:?}", bytes.to_string_lossy()),
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "it contains a NUL byte"),
+            "it contains a NUL byte, which cannot pass through exec; remove it",
         )
     })
 }
@@ -422,11 +423,7 @@ impl Prepared {
     /// for the child to fill in.
     fn new(program: &Program, pass_listen_pid: bool, parent: Pid) -> Result<Prepared> {
         let Some(name) = program.argv.first() else {
-            return Err(Error::sys(
-                "exec",
-                "an empty command",
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, "give at least the program"),
-            ));
+            return Err(Error::invalid("an empty command", "give at least the program to run"));
         };
         let argv = program.argv.iter().map(|a| cstring(a, "argument")).collect::<Result<Vec<_>>>()?;
         let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
@@ -500,7 +497,7 @@ impl Launch<'_> {
     /// allows it; returns a pidfd-backed [`Child`].
     ///
     /// A failure in the child (no such program, not executable, a bad directory, a setup
-    /// call refused) comes back as [`Error::Sys`] naming the step (`exec`, `chdir`, ...) and
+    /// call refused) comes back as [`Error::Start`] naming the [`StartStep`] and
     /// the kernel's `errno`, after the failed child has been collected. `pass_listen_pid` is
     /// honoured: the child writes its PID into an environment built before the fork.
     ///
@@ -563,15 +560,14 @@ impl Launch<'_> {
         let _ = child.wait();
         let errno = i32::from_le_bytes([report[1], report[2], report[3], report[4]]);
         let err = std::io::Error::from_raw_os_error(errno);
-        Err(match report[0] {
-            STEP_CGROUP => Error::sys("joining the cgroup", format!("'{name}'"), err),
-            STEP_STDIO => Error::sys("dup2", format!("the standard streams of '{name}'"), err),
-            STEP_CWD => {
-                Error::sys("chdir", format!("{} for '{name}'", program_cwd(&prepared).unwrap_or_default()), err)
-            }
-            STEP_SETUP => Error::sys("setting up the child", format!("'{name}'"), err),
-            _ => Error::sys("exec", format!("'{name}'"), err),
-        })
+        let (step, on) = match report[0] {
+            STEP_CGROUP => (StartStep::JoinCgroup, format!("'{name}'")),
+            STEP_STDIO => (StartStep::Stdio, format!("the standard streams of '{name}'")),
+            STEP_CWD => (StartStep::Chdir, format!("{} for '{name}'", program_cwd(&prepared).unwrap_or_default())),
+            STEP_SETUP => (StartStep::Setup, format!("'{name}'")),
+            _ => (StartStep::Exec, format!("'{name}'")),
+        };
+        Err(Error::Start { step, on, source: err })
     }
 
     /// The child's side of `start`: system calls only, then `execve`; on failure, the step

@@ -150,6 +150,7 @@ fn dropping_the_pool_collects_its_workers() {
 
 fn zero_workers_is_refused() {
     let err = Pool::new(0, |x: u8| x).err().expect("refused");
+    assert!(matches!(err, forkyard::Error::InvalidInput { .. }), "{err:?}");
     assert!(err.to_string().contains("at least one"), "{err}");
 }
 

@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
+use forkyard::error::StartStep;
 use forkyard::procs::Process;
 use forkyard::spawn::{Group, Program};
 use forkyard::{Error, ExitStatus, Launch, Signal};
@@ -34,6 +35,7 @@ fn main() {
         ),
         ("start_passes_listen_pid_even_with_threads", start_passes_listen_pid_even_with_threads),
         ("spawn_refuses_listen_pid_with_threads", spawn_refuses_listen_pid_with_threads),
+        ("a_nul_byte_or_no_program_is_invalid_input", a_nul_byte_or_no_program_is_invalid_input),
     ]);
 }
 
@@ -65,24 +67,28 @@ fn arguments_environment_directory_and_output_reach_the_child() {
     assert_eq!(text, format!("first hello\n{}\noops\n", real.display()));
 }
 
-fn expect_sys(result: forkyard::Result<forkyard::Child>, want_call: &str, want_errno: i32) -> String {
+fn expect_start(result: forkyard::Result<forkyard::Child>, want_step: StartStep, want_errno: i32) -> String {
     match result {
-        Err(e @ Error::Sys { .. }) => {
-            let Error::Sys { call, source, .. } = &e else { unreachable!() };
-            assert_eq!(*call, want_call, "{e}");
+        Err(e @ Error::Start { .. }) => {
+            let Error::Start { step, source, .. } = &e else { unreachable!() };
+            assert_eq!(*step, want_step, "{e}");
             assert_eq!(source.raw_os_error(), Some(want_errno), "{e}");
             e.to_string()
         }
-        Err(other) => panic!("expected a {want_call} error, got {other}"),
+        Err(other) => panic!("expected a {want_step} error, got {other}"),
         Ok(mut child) => {
             let status = child.wait();
-            panic!("expected a {want_call} error, but the child ran ({status:?})")
+            panic!("expected a {want_step} error, but the child ran ({status:?})")
         }
     }
 }
 
 fn a_missing_program_is_an_exec_error_after_searching_path() {
-    let text = expect_sys(Launch::default().start(Program::new(["forkyard-no-such-program"])), "exec", libc::ENOENT);
+    let text = expect_start(
+        Launch::default().start(Program::new(["forkyard-no-such-program"])),
+        StartStep::Exec,
+        libc::ENOENT,
+    );
     assert!(text.contains("forkyard-no-such-program"), "the message names the program: {text}");
     // The failed child was collected: the harness would report it otherwise.
 }
@@ -92,18 +98,18 @@ fn a_file_that_cannot_be_run_is_eacces() {
     let script = dir.path().join("not-executable");
     std::fs::write(&script, "#!/bin/sh\necho no\n").expect("write");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    expect_sys(Launch::default().start(Program::new([script.as_os_str()])), "exec", libc::EACCES);
+    expect_start(Launch::default().start(Program::new([script.as_os_str()])), StartStep::Exec, libc::EACCES);
     // The same through PATH: a directory where it is not runnable, then one where it is
     // missing, still ends in EACCES (as execvp reports it).
     let mut program = Program::new(["not-executable"]);
     program.env.push(("PATH".into(), format!("{}:/nonexistent", dir.path().display()).into()));
-    expect_sys(Launch::default().start(program), "exec", libc::EACCES);
+    expect_start(Launch::default().start(program), StartStep::Exec, libc::EACCES);
 }
 
 fn a_missing_directory_is_a_chdir_error() {
     let mut program = Program::new(["true"]);
     program.cwd = Some(PathBuf::from("/nonexistent/forkyard"));
-    let text = expect_sys(Launch::default().start(program), "chdir", libc::ENOENT);
+    let text = expect_start(Launch::default().start(program), StartStep::Chdir, libc::ENOENT);
     assert!(text.contains("/nonexistent/forkyard"), "the message names the directory: {text}");
 }
 
@@ -230,4 +236,14 @@ fn spawn_refuses_listen_pid_with_threads() {
     let mut child =
         Launch::new().pass_listen_pid(true).spawn(&mut std::process::Command::new("true")).expect("one thread");
     assert_eq!(child.wait().expect("wait"), ExitStatus::Exited(0));
+}
+
+/// Input that can never run is the caller's mistake, told apart from a kernel refusal.
+fn a_nul_byte_or_no_program_is_invalid_input() {
+    for program in [Program::new(["sh", "-c", "echo a\0b"]), Program::new(Vec::<String>::new())] {
+        match Launch::new().start(program) {
+            Err(e @ Error::InvalidInput { .. }) => assert_eq!(e.raw_os_error(), None, "{e}"),
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+    }
 }

@@ -23,6 +23,7 @@ use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use forkyard::error::StartStep;
 use forkyard::signal::SignalInfo;
 use forkyard::spawn::{Group, Launch, Program};
 use forkyard::{Pid, Reaper, Scope, Signal, SignalFd, SignalSet, Strategy};
@@ -1161,7 +1162,7 @@ fn start_error(line: &CommandLine, cwd: &std::path::Path, e: &forkyard::Error) -
         CommandLine::Shell(_) => "/bin/sh".into(),
     };
     match e {
-        forkyard::Error::Sys { call: "exec", source, .. } => {
+        forkyard::Error::Start { step: StartStep::Exec, source, .. } => {
             let code = match source.raw_os_error() {
                 Some(libc::ENOENT) | Some(libc::ENOTDIR) => 127,
                 Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) | Some(libc::EPERM) => 126,
@@ -1169,7 +1170,7 @@ fn start_error(line: &CommandLine, cwd: &std::path::Path, e: &forkyard::Error) -
             };
             (format!("{program}: {}", forkyard::error::strerror(source)), code)
         }
-        forkyard::Error::Sys { call: "chdir", source, .. } => {
+        forkyard::Error::Start { step: StartStep::Chdir, source, .. } => {
             (format!("cannot enter its directory {} (cwd): {}", cwd.display(), forkyard::error::strerror(source)), 1)
         }
         other => (other.to_string(), 1),

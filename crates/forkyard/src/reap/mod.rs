@@ -158,10 +158,10 @@ impl Reaper {
     pub fn kill(&self, pid: Pid, signal: Signal) -> Result<()> {
         match self.watched.get(&pid) {
             Some(child) => child.kill(signal),
-            None => Err(Error::Unsupported {
-                what: "signalling an unwatched process through the reaper",
-                why: format!("{pid} is not a watched child of this reaper (already collected?)"),
-            }),
+            None => Err(Error::invalid(
+                format!("signalling process {pid} through the reaper"),
+                "it is not a watched child of this reaper (already collected?)",
+            )),
         }
     }
 
