@@ -17,9 +17,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::status::{ResourceUsage, WaitEvent};
-use crate::sys::{self, Waited};
-use crate::{ExitStatus, Pid, Signal};
+use crate::pid::Pid;
+use crate::signal::Signal;
+use crate::status::ExitStatus;
+use crate::status::{ResourceUsage, WaitEvent, Waited};
+use crate::sys;
 
 /// A child process of this process, not yet collected (or collected by this handle).
 ///
@@ -123,7 +125,7 @@ impl Child {
             None => sys::wait4(self.pid.as_raw(), options),
         };
         let waited = waited.map_err(|e| Error::sys("waitid", format!("child {}", self.pid), e))?;
-        Ok(self.record(waited))
+        Ok(self.record(waited.map(Waited::from)))
     }
 
     fn record(&mut self, waited: Option<Waited>) -> Option<ExitStatus> {

@@ -9,7 +9,9 @@
 use std::fmt;
 use std::io;
 
-use crate::{ExitStatus, Pid, Signal};
+use crate::pid::Pid;
+use crate::signal::number::Signal;
+use crate::status::ExitStatus;
 
 /// A `Result` whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -108,7 +110,7 @@ pub enum Error {
     },
 
     /// A text or number is not a signal.
-    InvalidSignal(crate::signal::InvalidSignal),
+    InvalidSignal(crate::signal::number::InvalidSignal),
 
     /// A text or number is not a process ID.
     InvalidPid(crate::pid::InvalidPid),
@@ -223,8 +225,8 @@ impl fmt::Display for Error {
 /// Every message is whole (see [`Error`]), so there is no separate source.
 impl std::error::Error for Error {}
 
-impl From<crate::signal::InvalidSignal> for Error {
-    fn from(e: crate::signal::InvalidSignal) -> Error {
+impl From<crate::signal::number::InvalidSignal> for Error {
+    fn from(e: crate::signal::number::InvalidSignal) -> Error {
         Error::InvalidSignal(e)
     }
 }

@@ -22,8 +22,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::child::Child;
 use crate::error::{Error, Result};
-use crate::{Child, ExitStatus, Pid, sys};
+use crate::pid::Pid;
+use crate::status::ExitStatus;
+use crate::sys;
 
 /// Which side of a [`fork`] we are on.
 #[derive(Debug)]
@@ -431,7 +434,7 @@ fn collect<T: DeserializeOwned>(mut child: Child, read_end: OwnedFd, big: OwnedF
         Ok(g) => g,
         Err(e) => {
             // Whatever went wrong with the pipe, do not leave the child behind.
-            let _ = child.kill(crate::Signal::KILL);
+            let _ = child.kill(crate::signal::Signal::KILL);
             let _ = child.wait();
             return Err(Error::sys("read", format!("the result pipe of child {pid}"), e));
         }

@@ -27,9 +27,13 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::child::Child;
 use crate::error::{Error, Result};
 use crate::fork::{Fork, ensure_single_threaded, exit_child, fork, panic_message};
-use crate::{Child, ExitStatus, Pid, Signal, sys};
+use crate::pid::Pid;
+use crate::signal::Signal;
+use crate::status::ExitStatus;
+use crate::sys;
 
 /// Why one item of a [`Pool::map`] has no result.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

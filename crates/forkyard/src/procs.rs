@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 use procfs::ProcError;
 use procfs::process::Process as ProcfsProcess;
 
-use crate::Pid;
 use crate::error::{Error, Result};
+use crate::pid::Pid;
 
 /// The scheduler state of a process, as the letter in `/proc/PID/stat` and `ps` shows it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

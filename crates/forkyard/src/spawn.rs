@@ -23,8 +23,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::child::Child;
 use crate::error::{Error, Result, StartStep};
-use crate::{Child, Disposition, Pid, Signal, SignalSet, sys};
+use crate::pid::Pid;
+use crate::signal::{Disposition, Signal, SignalSet};
+use crate::sys;
 
 /// Where the child sits among process groups and sessions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

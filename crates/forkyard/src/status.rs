@@ -8,7 +8,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::Signal;
+use crate::pid::Pid;
+use crate::signal::number::Signal;
+use crate::sys::{RawStatus, RawWait};
 
 /// How a process ended.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
@@ -149,6 +151,31 @@ pub struct ResourceUsage {
     pub system: Duration,
     /// Its peak resident set size, in kibibytes.
     pub max_rss_kib: u64,
+}
+
+/// What a wait call collected, decoded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waited {
+    pub pid: Pid,
+    pub event: WaitEvent,
+    pub usage: ResourceUsage,
+}
+
+impl From<RawWait> for Waited {
+    fn from(raw: RawWait) -> Waited {
+        let event = match raw.status {
+            RawStatus::Wait(status) => WaitEvent::from_raw(status),
+            RawStatus::Siginfo { code, status } => WaitEvent::from_siginfo(code, status),
+        };
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
+        let usage = ResourceUsage {
+            user: tv(raw.rusage.ru_utime),
+            system: tv(raw.rusage.ru_stime),
+            // Linux reports ru_maxrss in kibibytes.
+            max_rss_kib: raw.rusage.ru_maxrss.max(0) as u64,
+        };
+        Waited { pid: raw.pid, event, usage }
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 //! parent, is `PR_SET_PDEATHSIG`, which has a race that the helper here closes.
 
 use crate::error::{Error, Result};
-use crate::{Pid, Signal, sys};
+use crate::pid::Pid;
+use crate::signal::Signal;
+use crate::sys;
 
 /// Makes the calling process (or stops it being) the subreaper of its descendants: orphans
 /// below it are re-parented to it instead of to PID 1. A subreaper must reap them, or they

@@ -34,9 +34,13 @@ use std::collections::BTreeMap;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
+use crate::child::Child;
 use crate::error::{Error, Result};
-use crate::status::{ResourceUsage, WaitEvent};
-use crate::{Child, ExitStatus, Pid, Signal, sys};
+use crate::pid::Pid;
+use crate::signal::Signal;
+use crate::status::ExitStatus;
+use crate::status::{ResourceUsage, WaitEvent, Waited};
+use crate::sys;
 
 pub use signal::block_sigchld;
 
@@ -107,8 +111,8 @@ impl Reaper {
     /// strategy resets SIGCHLD to its default disposition if it was ignored, since the kernel
     /// discards the exit status of children whose parent ignores SIGCHLD.
     pub fn new(strategy: Strategy, scope: Scope) -> Result<Reaper> {
-        if Signal::CHLD.disposition()? == crate::Disposition::Ignore {
-            Signal::CHLD.set_disposition(crate::Disposition::Default)?;
+        if Signal::CHLD.disposition()? == crate::signal::Disposition::Ignore {
+            Signal::CHLD.set_disposition(crate::signal::Disposition::Default)?;
         }
         let backend = match strategy {
             Strategy::Manual => Backend::Manual,
@@ -251,8 +255,8 @@ impl Reaper {
     fn sweep(&mut self, out: &mut Vec<Reaped>) -> Result<()> {
         match self.scope {
             Scope::All => loop {
-                match sys::wait4(-1, libc::WNOHANG) {
-                    Ok(Some(sys::Waited { pid, event: WaitEvent::Ended(status), usage })) => {
+                match sys::wait4(-1, libc::WNOHANG).map(|w| w.map(Waited::from)) {
+                    Ok(Some(Waited { pid, event: WaitEvent::Ended(status), usage })) => {
                         let watched = match self.watched.remove(&pid) {
                             Some(mut child) => {
                                 child.set_reaped(status, usage);
