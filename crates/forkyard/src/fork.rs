@@ -215,30 +215,39 @@ where
     // SAFETY: the caller guarantees what the child may safely do; the child below runs the
     // closure, writes to the pipe and always ends with _exit.
     match unsafe { fork() }? {
-        Fork::Child => {
-            // The read end is left open: exit closes it, and a close() here would cost the
-            // child a fault on one more code page (see `sys::child_write_all`).
-            std::mem::forget(read_end);
-            let code = match catch_unwind(AssertUnwindSafe(|| {
-                die_with_parent(parent);
-                let outcome = match catch_unwind(AssertUnwindSafe(f)) {
-                    Ok(value) => Outcome::Value(value),
-                    Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
-                };
-                send(write_end.as_fd(), big.as_fd(), &outcome)
-            })) {
-                Ok(Ok(())) => 0,
-                Ok(Err(_)) => 1,
-                Err(_) => 101,
-            };
-            let _ = io::stdout().flush();
-            exit_child(code)
-        }
+        Fork::Child => child_side(parent, f, read_end, write_end, big),
         Fork::Parent(child) => {
             drop(write_end);
             collect(child, read_end, big)
         }
     }
+}
+
+/// The child's side of a closure child: runs `f`, sends its outcome through the pipe, and
+/// ends with `_exit`. Shared by the blocking and the async parents.
+#[inline]
+pub(crate) fn child_side<T, F>(parent: Pid, f: F, read_end: OwnedFd, write_end: OwnedFd, big: OwnedFd) -> !
+where
+    F: FnOnce() -> T,
+    T: Serialize,
+{
+    // The read end is left open: exit closes it, and a close() here would cost the
+    // child a fault on one more code page (see `sys::child_write_all`).
+    std::mem::forget(read_end);
+    let code = match catch_unwind(AssertUnwindSafe(|| {
+        die_with_parent(parent);
+        let outcome = match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(value) => Outcome::Value(value),
+            Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
+        };
+        send(write_end.as_fd(), big.as_fd(), &outcome)
+    })) {
+        Ok(Ok(())) => 0,
+        Ok(Err(_)) => 1,
+        Err(_) => 101,
+    };
+    let _ = io::stdout().flush();
+    exit_child(code)
 }
 
 /// Asks for SIGKILL when the parent dies, then checks the parent did not die already.
@@ -454,6 +463,12 @@ fn collect<T: DeserializeOwned>(mut child: Child, read_end: OwnedFd, big: OwnedF
             &mut heap
         }
     };
+    decide(pid, raw, status)
+}
+
+/// Turns what the child sent, and how it ended (`None`: unknown, SIGCHLD being ignored), into
+/// the closure's result or the error that says why there is none.
+pub(crate) fn decide<T: DeserializeOwned>(pid: Pid, raw: &mut [u8], status: Option<ExitStatus>) -> Result<T> {
     match parse_chunks(raw) {
         Received::Complete(bytes) => match postcard::take_from_bytes::<Outcome<T>>(bytes) {
             Ok((Outcome::Panicked(message), _)) => Err(Error::ChildPanicked { pid, message }),

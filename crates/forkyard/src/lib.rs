@@ -29,6 +29,9 @@
 //! ```
 #![cfg(target_os = "linux")]
 
+#[cfg(feature = "tokio")]
+pub mod async_child;
+
 pub mod child;
 pub mod error;
 pub mod fork;

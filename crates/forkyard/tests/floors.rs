@@ -15,7 +15,7 @@ const FLOORS: &[&[&str]] = &[
     &["signal"],
     &["child", "time", "subreaper", "procs"],
     &["fork", "spawn", "reap"],
-    &["pool"],
+    &["pool", "async_child"],
 ];
 
 /// Modules on their way out of the crate (init moves to `forkyard-init`), not yet floored.
