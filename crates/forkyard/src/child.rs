@@ -28,6 +28,24 @@ use crate::sys;
 /// Dropping a `Child` that is still running does not kill it; the handle is put on a list of
 /// dropped children, and every later fork or wait in this crate (or
 /// [`reap_dropped_children`]) collects those that have ended, so they do not stay zombies.
+///
+/// ```
+/// use std::time::Duration;
+/// use forkyard::{Fork, Signal};
+///
+/// // SAFETY: a doc-test is single-threaded; the child only sleeps and ends with _exit.
+/// let mut child = match unsafe { forkyard::fork() }? {
+///     Fork::Child => {
+///         std::thread::sleep(Duration::from_secs(60));
+///         forkyard::exit_child(0)
+///     }
+///     Fork::Parent(child) => child,
+/// };
+/// assert_eq!(child.try_wait()?, None); // still running
+/// child.kill(Signal::TERM)?; // through the pidfd: never a recycled PID
+/// assert_eq!(child.wait()?.signal(), Some(Signal::TERM));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Child {
     pid: Pid,

@@ -29,6 +29,17 @@ use crate::status::ExitStatus;
 use crate::sys;
 
 /// Which side of a [`fork`] we are on.
+///
+/// ```
+/// use forkyard::{ExitStatus, Fork};
+///
+/// // SAFETY: a doc-test is single-threaded; the child ends with exit_child at once.
+/// match unsafe { forkyard::fork() }? {
+///     Fork::Child => forkyard::exit_child(7),
+///     Fork::Parent(mut child) => assert_eq!(child.wait()?, ExitStatus::Exited(7)),
+/// }
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Debug)]
 pub enum Fork {
     /// We are the parent; here is the new child.

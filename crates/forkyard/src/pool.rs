@@ -36,6 +36,13 @@ use crate::status::ExitStatus;
 use crate::sys;
 
 /// Why one item of a [`Pool::map`] has no result.
+///
+/// ```
+/// let out = forkyard::pool::map(1, &[0u8, 1], |x: u8| if x == 1 { std::process::abort() } else { x })?;
+/// assert_eq!(out[0], Ok(0));
+/// assert!(matches!(out[1], Err(forkyard::TaskError::WorkerDied { .. })));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TaskError {
@@ -96,6 +103,20 @@ struct Worker {
 /// through pipes), but a worker that dies is reported as [`TaskError::WorkerLost`], without
 /// the exit status the kernel discarded. The calling process must be single-threaded whenever a worker is forked
 /// (see [`crate::run_in_child`] for why).
+///
+/// ```
+/// use forkyard::{Pool, TaskError};
+///
+/// let mut pool = Pool::new(2, |x: u64| {
+///     assert!(x != 3, "three is unlucky");
+///     x * x
+/// })?;
+/// let out = pool.map(&[1, 2, 3, 4])?; // in input order
+/// assert_eq!(out[0], Ok(1));
+/// assert!(matches!(&out[2], Err(TaskError::Panicked(m)) if m == "three is unlucky"));
+/// assert_eq!(out[3], Ok(16));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub struct Pool<I, O> {
     size: usize,
     chunk_size: Option<usize>,
@@ -107,6 +128,12 @@ pub struct Pool<I, O> {
 }
 
 /// Maps `f` over `inputs` in up to `workers` processes: a one-shot [`Pool`].
+///
+/// ```
+/// let lengths = forkyard::pool::map(2, &["a".to_string(), "bcd".to_string()], |s: String| s.len())?;
+/// assert_eq!(lengths, [Ok(1), Ok(3)]);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn map<I, O>(workers: usize, inputs: &[I], f: impl Fn(I) -> O + 'static) -> Result<Vec<Result<O, TaskError>>>
 where
     I: Serialize + DeserializeOwned,

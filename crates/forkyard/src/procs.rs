@@ -354,6 +354,20 @@ impl Default for ScanOptions {
 }
 
 /// Every process at (nearly) one moment, indexed by PID and by parent.
+///
+/// ```
+/// use forkyard::Pid;
+/// use forkyard::procs::Snapshot;
+///
+/// let snap = Snapshot::take()?;
+/// let me = snap.get(Pid::this()).expect("this process is listed");
+/// assert_eq!(me.pid, Pid::this());
+/// // Every zombie, with the parent that should collect it.
+/// for z in snap.zombies() {
+///     println!("{} <defunct>, parent {:?}", z.pid, z.ppid);
+/// }
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Snapshot {
     procs: Vec<Process>,

@@ -76,6 +76,15 @@ impl Signal {
 }
 
 /// What a process does when a signal arrives.
+///
+/// ```
+/// use forkyard::{Disposition, Signal};
+///
+/// let before = Signal::PIPE.set_disposition(Disposition::Ignore)?;
+/// assert_eq!(Signal::PIPE.disposition()?, Disposition::Ignore);
+/// Signal::PIPE.set_disposition(before)?;
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Disposition {
     /// The default action (terminate, core, stop, continue or nothing, by signal).
@@ -87,6 +96,16 @@ pub enum Disposition {
 }
 
 /// A set of signals (a `sigset_t`), used for masks and for signalfds.
+///
+/// ```
+/// use forkyard::{Signal, SignalSet};
+///
+/// let set: SignalSet = [Signal::TERM, Signal::rtmin()].into_iter().collect();
+/// assert!(set.contains(Signal::TERM) && !set.contains(Signal::INT));
+/// let before = set.block()?; // blocked in this thread from now on
+/// before.set_thread_mask()?; // and back as it was
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy)]
 #[repr(transparent)]
 pub struct SignalSet(libc::sigset_t);
@@ -233,6 +252,19 @@ impl Default for SignalInfo {
 ///
 /// The signals must be blocked in **every** thread, or the kernel may deliver them to a
 /// thread that does not block them instead; block them before starting any thread.
+///
+/// ```
+/// use std::time::Duration;
+/// use forkyard::{Pid, Signal, SignalFd, SignalSet};
+///
+/// let set: SignalSet = [Signal::USR1].into_iter().collect();
+/// set.block()?; // first, or the signal's default action kills us
+/// let signals = SignalFd::new(&set)?;
+/// Signal::USR1.send(Pid::this())?;
+/// let info = signals.read(Some(Duration::from_secs(10)))?.expect("it arrives");
+/// assert_eq!((info.signal, info.sender), (Signal::USR1, Some(Pid::this())));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct SignalFd {
     fd: OwnedFd,

@@ -360,6 +360,19 @@ fn join_cgroup(dir: RawFd) -> std::io::Result<()> {
 }
 
 /// A program for [`Launch::start`]: what to run, with what, where.
+///
+/// ```
+/// use std::os::fd::OwnedFd;
+/// use forkyard::{ExitStatus, Launch};
+/// use forkyard::spawn::Program;
+///
+/// let mut program = Program::new(["sh", "-c", "test \"$GREETING\" = hello"]);
+/// program.env.push(("GREETING".into(), "hello".into()));
+/// program.stdio[1] = Some(OwnedFd::from(std::fs::File::create("/dev/null").expect("/dev/null")));
+/// let mut child = Launch::new().start(program)?;
+/// assert_eq!(child.wait()?, ExitStatus::Exited(0));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Program {
     /// `argv`, the program first. A program without a `/` is searched in the `PATH` of the

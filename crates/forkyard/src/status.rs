@@ -13,6 +13,15 @@ use crate::signal::number::Signal;
 use crate::sys::{RawStatus, RawWait};
 
 /// How a process ended.
+///
+/// ```
+/// use forkyard::{ExitStatus, Signal};
+///
+/// let killed = ExitStatus::Signaled { signal: Signal::KILL, core_dumped: false };
+/// assert_eq!(killed.to_string(), "killed by SIGKILL");
+/// assert_eq!(killed.shell_code(), 137); // what a shell puts in $?
+/// assert_eq!(ExitStatus::Exited(3).code(), Some(3));
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
 pub enum ExitStatus {
     /// It called `exit`/`_exit` (or returned from `main`) with this code. Only the low

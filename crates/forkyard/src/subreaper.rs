@@ -14,6 +14,12 @@ use crate::sys;
 /// Makes the calling process (or stops it being) the subreaper of its descendants: orphans
 /// below it are re-parented to it instead of to PID 1. A subreaper must reap them, or they
 /// pile up as zombies; use a [`crate::Reaper`] with [`crate::Scope::All`].
+///
+/// ```
+/// forkyard::subreaper::set_child_subreaper(true)?; // orphans of our descendants come to us
+/// assert!(forkyard::subreaper::is_child_subreaper()?);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn set_child_subreaper(on: bool) -> Result<()> {
     // SAFETY: prctl with an integer argument; no memory is passed.
     sys::cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, libc::c_ulong::from(on), 0, 0, 0) })

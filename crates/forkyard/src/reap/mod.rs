@@ -96,6 +96,19 @@ enum Backend {
 }
 
 /// Collects dead children by one [`Strategy`], within one [`Scope`].
+///
+/// ```
+/// use std::process::Command;
+/// use forkyard::{Child, ExitStatus, Pid, Reaper, Scope, Strategy};
+///
+/// // Own children only, through their pidfds: no signal involved.
+/// let mut reaper = Reaper::new(Strategy::Pidfd, Scope::OwnChildren)?;
+/// let sh = Command::new("sh").args(["-c", "exit 4"]).spawn().expect("sh");
+/// let pid = reaper.watch(Child::from_pid(Pid::new(sh.id() as i32).expect("a pid"))?)?;
+/// let reaped = reaper.wait()?;
+/// assert_eq!((reaped[0].pid, reaped[0].status), (pid, ExitStatus::Exited(4)));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub struct Reaper {
     scope: Scope,
     backend: Backend,
