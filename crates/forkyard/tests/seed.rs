@@ -42,6 +42,8 @@ fn run_example(name: &str) -> Vec<String> {
 fn run_example_within(name: &str, scale: &str, limit: Duration) -> Vec<String> {
     let exe = std::env::current_exe().expect("the test binary's path");
     let dir: PathBuf = exe.parent().and_then(|d| d.parent()).expect("target/<profile>").join("examples");
+    // Collected through the forkyard::Child below, which can wait with a time limit.
+    #[allow(clippy::zombie_processes)]
     let mut example = Command::new(dir.join(name))
         .env("FORKYARD_SEED_SCALE", scale)
         .stdout(Stdio::piped())
