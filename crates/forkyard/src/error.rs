@@ -151,6 +151,17 @@ pub enum Error {
 
 /// The steps of [`crate::Launch::start`] in the child, in order; the one that failed is in
 /// [`Error::Start`].
+///
+/// ```
+/// use forkyard::error::StartStep;
+/// use forkyard::spawn::Program;
+/// use forkyard::{Error, Launch};
+///
+/// let mut program = Program::new(["true"]);
+/// program.cwd = Some("/no/such/directory".into());
+/// let err = Launch::new().start(program).unwrap_err();
+/// assert!(matches!(err, Error::Start { step: StartStep::Chdir, .. }), "{err}");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StartStep {
@@ -264,6 +275,11 @@ impl Error {
 
 /// The text of an `errno` as C's `strerror` prints it ("No such file or directory"),
 /// without Rust's "(os error 2)"; other errors as they display.
+///
+/// ```
+/// let e = std::io::Error::from_raw_os_error(libc::ENOENT);
+/// assert_eq!(forkyard::error::strerror(&e), "No such file or directory");
+/// ```
 pub fn strerror(error: &io::Error) -> String {
     match error.raw_os_error() {
         Some(errno) => {

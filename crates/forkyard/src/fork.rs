@@ -83,6 +83,17 @@ pub unsafe fn fork() -> Result<Fork> {
 
 /// Ends the calling process at once with `code`, without running destructors, `atexit`
 /// handlers or flushing stdio buffers: the right way for a forked child to finish.
+///
+/// ```
+/// use forkyard::{ExitStatus, Fork};
+///
+/// // SAFETY: a doc-test is single-threaded; the child ends at once, skipping destructors.
+/// match unsafe { forkyard::fork() }? {
+///     Fork::Child => forkyard::exit_child(3),
+///     Fork::Parent(mut child) => assert_eq!(child.wait()?, ExitStatus::Exited(3)),
+/// }
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn exit_child(code: i32) -> ! {
     // SAFETY: exit_group ends every thread of the process at once and never returns; it is
     // what _exit does, reached through syscall() so a child touches one libc page fewer.
@@ -183,6 +194,17 @@ impl StackBuf {
 ///
 /// Refuses with [`Error::MultiThreaded`] when this process has more than one thread; see
 /// [`run_in_child_unchecked`].
+///
+/// ```
+/// use forkyard::Error;
+///
+/// assert_eq!(forkyard::run_in_child(|| "from the child".to_string())?, "from the child");
+/// match forkyard::run_in_child(|| -> u8 { panic!("no") }) {
+///     Err(Error::ChildPanicked { message, .. }) => assert_eq!(message, "no"),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn run_in_child<T, F>(f: F) -> Result<T>
 where
     F: FnOnce() -> T,
@@ -195,6 +217,18 @@ where
 }
 
 /// Fails with [`Error::MultiThreaded`] unless the calling process has exactly one thread.
+///
+/// ```
+/// use forkyard::fork::ensure_single_threaded;
+///
+/// ensure_single_threaded()?; // a doc-test's main thread is alone
+/// let (tx, rx) = std::sync::mpsc::channel::<()>();
+/// let other = std::thread::spawn(move || rx.recv());
+/// assert!(matches!(ensure_single_threaded(), Err(forkyard::Error::MultiThreaded { threads: 2 })));
+/// drop(tx);
+/// let _ = other.join();
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn ensure_single_threaded() -> Result<()> {
     let threads = sys::thread_count().map_err(|e| Error::sys("read", "/proc/self/status (Threads:)", e))?;
     if threads > 1 { Err(Error::MultiThreaded { threads }) } else { Ok(()) }
@@ -209,6 +243,13 @@ pub fn ensure_single_threaded() -> Result<()> {
 /// any `Mutex` the closure touches. (The child has only the calling thread, so such a lock
 /// would never be released.) In practice: the other threads are idle and own no locks, for
 /// instance parked on a channel.
+///
+/// ```
+/// // SAFETY: the process has one thread here, so no lock can be held by a missing thread.
+/// let answer = unsafe { forkyard::run_in_child_unchecked(|| 42) }?;
+/// assert_eq!(answer, 42);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub unsafe fn run_in_child_unchecked<T, F>(f: F) -> Result<T>
 where
     F: FnOnce() -> T,

@@ -32,6 +32,11 @@ pub struct Pid(i32);
     "'{input}' is not a process ID: a PID is a whole number greater than 0 (0 and negative \
      numbers name process groups or every process to the kernel)"
 )]
+///
+/// ```
+/// let err = "-1".parse::<forkyard::Pid>().unwrap_err();
+/// assert_eq!(err.input, "-1");
+/// ```
 pub struct InvalidPid {
     /// What was given, as text.
     pub input: String,

@@ -228,6 +228,22 @@ impl fmt::Debug for SignalSet {
 }
 
 /// One signal read from a [`SignalFd`].
+///
+/// ```
+/// use forkyard::{Pid, Signal, SignalFd, SignalInfo, SignalSet};
+///
+/// let set: SignalSet = [Signal::USR2].into_iter().collect();
+/// set.block()?;
+/// let signals = SignalFd::new(&set)?;
+/// Signal::USR2.send(Pid::this())?;
+/// let mut batch = [SignalInfo::default(); 4];
+/// let mut n = 0;
+/// while n == 0 {
+///     n = signals.read_batch(&mut batch)?;
+/// }
+/// assert_eq!(batch[0].signal, Signal::USR2);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SignalInfo {
     /// The signal.

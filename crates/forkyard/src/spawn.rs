@@ -32,6 +32,15 @@ use crate::signal::{Disposition, Signal, SignalSet};
 use crate::sys;
 
 /// Where the child sits among process groups and sessions.
+///
+/// ```
+/// use forkyard::Launch;
+/// use forkyard::spawn::{Group, Program};
+///
+/// let mut child = Launch::new().group(Group::Own).start(Program::new(["true"]))?;
+/// child.wait()?;
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Group {
     /// The parent's group (what `std::process` does).

@@ -89,6 +89,14 @@ impl fmt::Display for ExitStatus {
 
 /// One event that `wait` can report about a child: it ended, it was stopped, or it was
 /// continued.
+///
+/// ```
+/// use forkyard::{ExitStatus, WaitEvent};
+///
+/// let ended = WaitEvent::Ended(ExitStatus::Exited(0));
+/// assert_eq!(ended.exit_status(), Some(ExitStatus::Exited(0)));
+/// assert_eq!(WaitEvent::Continued.to_string(), "continued");
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum WaitEvent {
     /// The child ended; it is gone once this has been collected.
@@ -152,6 +160,18 @@ impl fmt::Display for WaitEvent {
 }
 
 /// What a finished child cost, as `wait4`/`waitid` report it.
+///
+/// ```
+/// // SAFETY: a doc-test is single-threaded; the child only spins, then ends with _exit.
+/// let mut child = match unsafe { forkyard::fork() }? {
+///     forkyard::Fork::Child => forkyard::exit_child(0),
+///     forkyard::Fork::Parent(child) => child,
+/// };
+/// child.wait()?;
+/// let usage = child.resource_usage().expect("known once collected");
+/// assert!(usage.max_rss_kib > 0);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct ResourceUsage {
     /// CPU time spent in user mode.

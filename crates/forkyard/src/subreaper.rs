@@ -28,6 +28,11 @@ pub fn set_child_subreaper(on: bool) -> Result<()> {
 }
 
 /// Whether the calling process is a child subreaper.
+///
+/// ```
+/// assert!(!forkyard::subreaper::is_child_subreaper()?); // until set_child_subreaper(true)
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn is_child_subreaper() -> Result<bool> {
     let mut flag: libc::c_int = 0;
     // SAFETY: PR_GET_CHILD_SUBREAPER writes one int through the pointer, which is valid.
@@ -46,6 +51,16 @@ pub fn is_child_subreaper() -> Result<bool> {
 ///
 /// Beware: the signal fires when the parent **thread** that forked us exits, not the whole
 /// parent process; fork from a thread that lives as long as the child should.
+///
+/// ```
+/// use forkyard::{Pid, Signal};
+/// use forkyard::subreaper::{parent_death_signal, set_parent_death_signal};
+///
+/// set_parent_death_signal(Some(Signal::TERM), Pid::parent())?;
+/// assert_eq!(parent_death_signal()?, Some(Signal::TERM));
+/// set_parent_death_signal(None, Pid::parent())?;
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn set_parent_death_signal(signal: Option<Signal>, parent: Pid) -> Result<()> {
     let raw = signal.map_or(0, Signal::as_raw) as libc::c_ulong;
     // SAFETY: prctl with an integer argument; no memory is passed.

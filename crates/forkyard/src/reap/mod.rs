@@ -45,6 +45,15 @@ use crate::sys;
 pub use signal::block_sigchld;
 
 /// How a [`Reaper`] learns that a child has died.
+///
+/// ```
+/// use forkyard::{Reaper, Scope, Strategy};
+///
+/// // Polling suits a program that cannot take SIGCHLD and has no pidfds.
+/// let reaper = Reaper::new(Strategy::Poll(std::time::Duration::from_millis(100)), Scope::OwnChildren)?;
+/// assert_eq!(reaper.watched(), 0);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Strategy {
     /// SIGCHLD through a signalfd, then `waitpid(..., WNOHANG)` until nothing is left, so
@@ -64,6 +73,16 @@ pub enum Strategy {
 }
 
 /// Which children a [`Reaper`] collects.
+///
+/// ```
+/// use forkyard::{Reaper, Scope, Strategy};
+///
+/// // Scope::All collects every child, adopted orphans too: for PID 1 or a subreaper.
+/// forkyard::reap::block_sigchld()?;
+/// let reaper = Reaper::new(Strategy::Signal, Scope::All)?;
+/// assert_eq!(reaper.watched(), 0);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
     /// Only the children handed to [`Reaper::watch`].
@@ -73,6 +92,17 @@ pub enum Scope {
 }
 
 /// One collected child.
+///
+/// ```
+/// use forkyard::{Child, Pid, Reaper, Scope, Strategy};
+///
+/// let mut reaper = Reaper::new(Strategy::Pidfd, Scope::OwnChildren)?;
+/// let sh = std::process::Command::new("true").spawn().expect("true");
+/// reaper.watch(Child::from_pid(Pid::new(sh.id() as i32).expect("a pid"))?)?;
+/// let reaped = reaper.wait()?;
+/// assert!(reaped[0].watched && reaped[0].status.success());
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reaped {
     /// Its PID (which the kernel may now reuse).

@@ -37,6 +37,11 @@ pub struct Signal(pub(super) i32);
     "'{input}' is not a signal: {reason} (use a name like TERM or SIGTERM, a number like 15, \
      or SIGRTMIN+3)"
 )]
+///
+/// ```
+/// let err = "SIGNOPE".parse::<forkyard::Signal>().unwrap_err();
+/// assert_eq!((err.input.as_str(), err.reason), ("SIGNOPE", "unknown signal name"));
+/// ```
 pub struct InvalidSignal {
     /// What was given.
     pub input: String,
