@@ -122,8 +122,20 @@ fn subcommand(args: Vec<OsString>, inherited: Inherited) -> i32 {
             if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
                 return 0;
             }
-            compat::err(&format!("forkyard: error: {e:#}\n"));
+            compat::err(&format!("forkyard: error: {e:#}{}\n", advice(&e)));
             1
         }
+    }
+}
+
+/// What to do about an error, where the library's message cannot know: `/proc` missing is
+/// usually a container started without it.
+fn advice(e: &anyhow::Error) -> &'static str {
+    let proc_missing =
+        e.chain().any(|c| matches!(c.downcast_ref::<forkyard::Error>(), Some(forkyard::Error::Proc { .. })));
+    if proc_missing {
+        "\nforkyard: hint: in a container, mount /proc, or start under `unshare --pid --fork --mount-proc`"
+    } else {
+        ""
     }
 }

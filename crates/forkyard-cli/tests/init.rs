@@ -482,7 +482,7 @@ fn cat_status(prefix: &[&str], mask: &[Signal], ignored: &[Signal]) -> (u64, u64
     unsafe {
         cmd.pre_exec(move || {
             let set: SignalSet = m.iter().copied().collect();
-            libc::pthread_sigmask(libc::SIG_SETMASK, set.as_raw(), std::ptr::null_mut());
+            let _ = set.set_thread_mask();
             for s in &ig {
                 libc::signal(s.as_raw(), libc::SIG_IGN);
             }
@@ -927,7 +927,7 @@ fn tini_mode_keeps_the_signal_configuration() {
                 libc::signal(s, libc::SIG_IGN);
             }
             let set: SignalSet = [Signal::TTIN, Signal::ILL, Signal::TERM].into_iter().collect();
-            libc::pthread_sigmask(libc::SIG_BLOCK, set.as_raw(), std::ptr::null_mut());
+            let _ = set.block();
             Ok(())
         });
     }

@@ -20,6 +20,7 @@ fn main() {
         ("json_is_parseable", json_is_parseable),
         ("unknown_pid_exits_1_and_bad_options_exit_2", unknown_pid_exits_1_and_bad_options_exit_2),
         ("a_closed_pipe_is_not_an_error", a_closed_pipe_is_not_an_error),
+        ("control_characters_in_names_are_escaped", control_characters_in_names_are_escaped),
     ])
 }
 
@@ -138,4 +139,47 @@ fn a_closed_pipe_is_not_an_error() {
         .expect("running forkyard");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A name that would colour the terminal and split its row: procps shows each control
+/// character as `?` (a newline in a command line as a space), and so must we.
+fn control_characters_in_names_are_escaped() {
+    use std::os::unix::process::CommandExt;
+    const NAME: &str = "\x1b[31mred\n)(";
+    let mut sleeper = Command::new("sleep").arg0(NAME).arg("60").spawn().expect("sleep");
+    let sleeper_pid = sleeper.id().to_string();
+    support::wait_for("sleep's new argv[0]", std::time::Duration::from_secs(20), || {
+        let cmdline = std::fs::read(format!("/proc/{sleeper_pid}/cmdline")).ok()?;
+        cmdline.starts_with(NAME.as_bytes()).then_some(())
+    });
+    // SAFETY: single-threaded test process; the child renames itself and calls _exit.
+    let mut zombie = match unsafe { forkyard::fork() }.expect("fork") {
+        Fork::Child => {
+            let name = std::ffi::CString::new(NAME).expect("no NUL");
+            // SAFETY: PR_SET_NAME reads a NUL-terminated string of up to 16 bytes.
+            unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+            forkyard::exit_child(0)
+        }
+        Fork::Parent(child) => child,
+    };
+    support::wait_zombie(zombie.pid());
+    let zombie_pid = zombie.pid().to_string();
+    let row = |text: &str, pid: &str| -> String {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(pid))
+            .unwrap_or_else(|| panic!("no row for {pid}:\n{text}"))
+            .to_string()
+    };
+    for args in [&["ps"][..], &["ps", "--tree"], &["ps", "--zombies"]] {
+        let text = stdout(&forkyard(args));
+        assert!(!text.contains('\x1b'), "{args:?} printed an escape character:\n{text}");
+        assert!(!text.lines().any(|l| l.starts_with(")(")), "{args:?} split a row:\n{text}");
+        assert!(row(&text, &zombie_pid).contains("[?[31mred?)(]"), "{args:?}:\n{text}");
+        if args.len() == 1 {
+            assert!(row(&text, &sleeper_pid).ends_with("?[31mred )( 60"), "{args:?}:\n{text}");
+        }
+    }
+    sleeper.kill().expect("kill sleep");
+    sleeper.wait().expect("reap sleep");
+    zombie.wait().expect("reap the zombie");
 }

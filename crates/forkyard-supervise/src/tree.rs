@@ -19,7 +19,7 @@
 //! killed (`kill -9`, the OOM killer) and kill what it left behind before starting anything.
 
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -232,11 +232,6 @@ impl UnitCgroup {
     /// The open directory, for [`forkyard::spawn::Launch::cgroup`].
     pub fn dir_fd(&self) -> BorrowedFd<'_> {
         self.handle.as_fd()
-    }
-
-    /// The raw directory descriptor (what `Launch::cgroup` takes today).
-    pub fn raw_fd(&self) -> std::os::fd::RawFd {
-        self.handle.as_raw_fd()
     }
 
     /// The processes in it now.

@@ -224,7 +224,7 @@ fn stamped_child(w: &OwnedFd) -> forkyard::Child {
     // SAFETY: single-threaded bench; the child writes and _exits.
     match unsafe { forkyard::fork() }.expect("fork") {
         Fork::Child => {
-            let t = forkyard::monotonic_now().as_nanos() as u64;
+            let t = forkyard::time::monotonic_now().as_nanos() as u64;
             // SAFETY: writing 8 bytes from a valid buffer.
             unsafe { libc::write(w.as_raw_fd(), t.to_le_bytes().as_ptr().cast(), 8) };
             forkyard::exit_child(0)
@@ -258,12 +258,12 @@ fn reap_latency() {
             let reaped_at = match &mut reaper {
                 None => {
                     child.wait().expect("wait");
-                    forkyard::monotonic_now()
+                    forkyard::time::monotonic_now()
                 }
                 Some(reaper) => {
                     reaper.watch(child).expect("watch");
                     let got = reaper.wait().expect("wait");
-                    let t = forkyard::monotonic_now();
+                    let t = forkyard::time::monotonic_now();
                     assert_eq!(got.len(), 1);
                     t
                 }

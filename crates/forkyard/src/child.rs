@@ -17,15 +17,35 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::status::{ResourceUsage, WaitEvent};
-use crate::sys::{self, Waited};
-use crate::{ExitStatus, Pid, Signal};
+use crate::pid::Pid;
+use crate::signal::Signal;
+use crate::status::ExitStatus;
+use crate::status::{ResourceUsage, WaitEvent, Waited};
+use crate::sys;
 
 /// A child process of this process, not yet collected (or collected by this handle).
 ///
 /// Dropping a `Child` that is still running does not kill it; the handle is put on a list of
 /// dropped children, and every later fork or wait in this crate (or
 /// [`reap_dropped_children`]) collects those that have ended, so they do not stay zombies.
+///
+/// ```
+/// use std::time::Duration;
+/// use forkyard::{Fork, Signal};
+///
+/// // SAFETY: a doc-test is single-threaded; the child only sleeps and ends with _exit.
+/// let mut child = match unsafe { forkyard::fork() }? {
+///     Fork::Child => {
+///         std::thread::sleep(Duration::from_secs(60));
+///         forkyard::exit_child(0)
+///     }
+///     Fork::Parent(child) => child,
+/// };
+/// assert_eq!(child.try_wait()?, None); // still running
+/// child.kill(Signal::TERM)?; // through the pidfd: never a recycled PID
+/// assert_eq!(child.wait()?.signal(), Some(Signal::TERM));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Child {
     pid: Pid,
@@ -43,12 +63,22 @@ static DROPPED_COUNT: AtomicUsize = AtomicUsize::new(0);
 ///
 /// Called before every fork and after every wait in this crate, so most programs never need
 /// to call it.
+///
+/// ```
+/// // Nothing was dropped while running, so nothing is collected (and no lock is taken).
+/// assert_eq!(forkyard::child::reap_dropped_children(), 0);
+/// ```
 pub fn reap_dropped_children() -> usize {
+    // The common case, nothing dropped, takes no lock and writes nothing.
+    if DROPPED_COUNT.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
     let Ok(mut dropped) = DROPPED.try_lock() else {
         return 0;
     };
     let before = dropped.len();
     dropped.retain_mut(|child| !matches!(child.try_wait(), Ok(Some(_)) | Err(_)));
+    DROPPED_COUNT.store(dropped.len(), Ordering::Relaxed);
     before - dropped.len()
 }
 
@@ -118,7 +148,7 @@ impl Child {
             None => sys::wait4(self.pid.as_raw(), options),
         };
         let waited = waited.map_err(|e| Error::sys("waitid", format!("child {}", self.pid), e))?;
-        Ok(self.record(waited))
+        Ok(self.record(waited.map(Waited::from)))
     }
 
     fn record(&mut self, waited: Option<Waited>) -> Option<ExitStatus> {
@@ -184,6 +214,7 @@ impl Child {
     /// `Ok(())` is returned; a child that has ended but is not yet collected cannot be
     /// reached either, and that is not an error.
     pub fn kill(&self, signal: Signal) -> Result<()> {
+        signal.checked()?;
         if self.ended.is_some() {
             return Ok(());
         }

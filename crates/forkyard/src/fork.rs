@@ -22,10 +22,24 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::child::Child;
 use crate::error::{Error, Result};
-use crate::{Child, ExitStatus, Pid, sys};
+use crate::pid::Pid;
+use crate::status::ExitStatus;
+use crate::sys;
 
 /// Which side of a [`fork`] we are on.
+///
+/// ```
+/// use forkyard::{ExitStatus, Fork};
+///
+/// // SAFETY: a doc-test is single-threaded; the child ends with exit_child at once.
+/// match unsafe { forkyard::fork() }? {
+///     Fork::Child => forkyard::exit_child(7),
+///     Fork::Parent(mut child) => assert_eq!(child.wait()?, ExitStatus::Exited(7)),
+/// }
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Debug)]
 pub enum Fork {
     /// We are the parent; here is the new child.
@@ -69,6 +83,17 @@ pub unsafe fn fork() -> Result<Fork> {
 
 /// Ends the calling process at once with `code`, without running destructors, `atexit`
 /// handlers or flushing stdio buffers: the right way for a forked child to finish.
+///
+/// ```
+/// use forkyard::{ExitStatus, Fork};
+///
+/// // SAFETY: a doc-test is single-threaded; the child ends at once, skipping destructors.
+/// match unsafe { forkyard::fork() }? {
+///     Fork::Child => forkyard::exit_child(3),
+///     Fork::Parent(mut child) => assert_eq!(child.wait()?, ExitStatus::Exited(3)),
+/// }
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn exit_child(code: i32) -> ! {
     // SAFETY: exit_group ends every thread of the process at once and never returns; it is
     // what _exit does, reached through syscall() so a child touches one libc page fewer.
@@ -152,6 +177,13 @@ impl StackBuf {
 /// - A child that exits without a result gives [`Error::ChildExitedEarly`], and a result
 ///   that does not decode gives [`Error::BadResult`].
 ///
+/// **When this process ignores `SIGCHLD`** (`SIG_IGN`, common in servers, or `SA_NOCLDWAIT`),
+/// the kernel collects the child itself and discards its exit status. The result still comes
+/// back, since it travels through the pipe: a complete result is returned, and a panic is
+/// still [`Error::ChildPanicked`]. What is lost is the exit status: a child that ends without
+/// a result gives [`Error::ChildLost`] (killed or exited, unknown), and a child killed just
+/// after delivering its whole result counts as a success.
+///
 /// In every case the child has been collected when this returns; no zombie is left. The
 /// child ends with `_exit`, so the parent's destructors and exit handlers never run twice.
 /// Standard output is flushed before the fork (so buffered text is not printed twice) and
@@ -162,6 +194,17 @@ impl StackBuf {
 ///
 /// Refuses with [`Error::MultiThreaded`] when this process has more than one thread; see
 /// [`run_in_child_unchecked`].
+///
+/// ```
+/// use forkyard::Error;
+///
+/// assert_eq!(forkyard::run_in_child(|| "from the child".to_string())?, "from the child");
+/// match forkyard::run_in_child(|| -> u8 { panic!("no") }) {
+///     Err(Error::ChildPanicked { message, .. }) => assert_eq!(message, "no"),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn run_in_child<T, F>(f: F) -> Result<T>
 where
     F: FnOnce() -> T,
@@ -174,6 +217,18 @@ where
 }
 
 /// Fails with [`Error::MultiThreaded`] unless the calling process has exactly one thread.
+///
+/// ```
+/// use forkyard::fork::ensure_single_threaded;
+///
+/// ensure_single_threaded()?; // a doc-test's main thread is alone
+/// let (tx, rx) = std::sync::mpsc::channel::<()>();
+/// let other = std::thread::spawn(move || rx.recv());
+/// assert!(matches!(ensure_single_threaded(), Err(forkyard::Error::MultiThreaded { threads: 2 })));
+/// drop(tx);
+/// let _ = other.join();
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn ensure_single_threaded() -> Result<()> {
     let threads = sys::thread_count().map_err(|e| Error::sys("read", "/proc/self/status (Threads:)", e))?;
     if threads > 1 { Err(Error::MultiThreaded { threads }) } else { Ok(()) }
@@ -188,6 +243,13 @@ pub fn ensure_single_threaded() -> Result<()> {
 /// any `Mutex` the closure touches. (The child has only the calling thread, so such a lock
 /// would never be released.) In practice: the other threads are idle and own no locks, for
 /// instance parked on a channel.
+///
+/// ```
+/// // SAFETY: the process has one thread here, so no lock can be held by a missing thread.
+/// let answer = unsafe { forkyard::run_in_child_unchecked(|| 42) }?;
+/// assert_eq!(answer, 42);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub unsafe fn run_in_child_unchecked<T, F>(f: F) -> Result<T>
 where
     F: FnOnce() -> T,
@@ -205,30 +267,39 @@ where
     // SAFETY: the caller guarantees what the child may safely do; the child below runs the
     // closure, writes to the pipe and always ends with _exit.
     match unsafe { fork() }? {
-        Fork::Child => {
-            // The read end is left open: exit closes it, and a close() here would cost the
-            // child a fault on one more code page (see `sys::child_write_all`).
-            std::mem::forget(read_end);
-            let code = match catch_unwind(AssertUnwindSafe(|| {
-                die_with_parent(parent);
-                let outcome = match catch_unwind(AssertUnwindSafe(f)) {
-                    Ok(value) => Outcome::Value(value),
-                    Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
-                };
-                send(write_end.as_fd(), big.as_fd(), &outcome)
-            })) {
-                Ok(Ok(())) => 0,
-                Ok(Err(_)) => 1,
-                Err(_) => 101,
-            };
-            let _ = io::stdout().flush();
-            exit_child(code)
-        }
+        Fork::Child => child_side(parent, f, read_end, write_end, big),
         Fork::Parent(child) => {
             drop(write_end);
             collect(child, read_end, big)
         }
     }
+}
+
+/// The child's side of a closure child: runs `f`, sends its outcome through the pipe, and
+/// ends with `_exit`. Shared by the blocking and the async parents.
+#[inline]
+pub(crate) fn child_side<T, F>(parent: Pid, f: F, read_end: OwnedFd, write_end: OwnedFd, big: OwnedFd) -> !
+where
+    F: FnOnce() -> T,
+    T: Serialize,
+{
+    // The read end is left open: exit closes it, and a close() here would cost the
+    // child a fault on one more code page (see `sys::child_write_all`).
+    std::mem::forget(read_end);
+    let code = match catch_unwind(AssertUnwindSafe(|| {
+        die_with_parent(parent);
+        let outcome = match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(value) => Outcome::Value(value),
+            Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
+        };
+        send(write_end.as_fd(), big.as_fd(), &outcome)
+    })) {
+        Ok(Ok(())) => 0,
+        Ok(Err(_)) => 1,
+        Err(_) => 101,
+    };
+    let _ = io::stdout().flush();
+    exit_child(code)
 }
 
 /// Asks for SIGKILL when the parent dies, then checks the parent did not die already.
@@ -424,12 +495,18 @@ fn collect<T: DeserializeOwned>(mut child: Child, read_end: OwnedFd, big: OwnedF
         Ok(g) => g,
         Err(e) => {
             // Whatever went wrong with the pipe, do not leave the child behind.
-            let _ = child.kill(crate::Signal::KILL);
+            let _ = child.kill(crate::signal::Signal::KILL);
             let _ = child.wait();
             return Err(Error::sys("read", format!("the result pipe of child {pid}"), e));
         }
     };
-    let status = child.wait()?;
+    // With SIGCHLD ignored the kernel reaps the child itself and its status is lost (ECHILD);
+    // the result came through the pipe, so it is still good.
+    let status = match child.wait() {
+        Ok(status) => Some(status),
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => None,
+        Err(e) => return Err(e),
+    };
     let mut heap;
     let raw: &mut [u8] = match gathered {
         Gathered::Stack => stack.filled(),
@@ -438,10 +515,16 @@ fn collect<T: DeserializeOwned>(mut child: Child, read_end: OwnedFd, big: OwnedF
             &mut heap
         }
     };
+    decide(pid, raw, status)
+}
+
+/// Turns what the child sent, and how it ended (`None`: unknown, SIGCHLD being ignored), into
+/// the closure's result or the error that says why there is none.
+pub(crate) fn decide<T: DeserializeOwned>(pid: Pid, raw: &mut [u8], status: Option<ExitStatus>) -> Result<T> {
     match parse_chunks(raw) {
         Received::Complete(bytes) => match postcard::take_from_bytes::<Outcome<T>>(bytes) {
             Ok((Outcome::Panicked(message), _)) => Err(Error::ChildPanicked { pid, message }),
-            Ok((Outcome::Value(value), rest)) if rest.is_empty() && status.success() => Ok(value),
+            Ok((Outcome::Value(value), rest)) if rest.is_empty() && status.is_none_or(|s| s.success()) => Ok(value),
             Ok((Outcome::Value(_), rest)) if !rest.is_empty() => Err(Error::BadResult {
                 pid,
                 reason: format!(
@@ -459,10 +542,11 @@ fn collect<T: DeserializeOwned>(mut child: Child, read_end: OwnedFd, big: OwnedF
     }
 }
 
-fn ended_without_result(pid: Pid, status: ExitStatus) -> Error {
+fn ended_without_result(pid: Pid, status: Option<ExitStatus>) -> Error {
     match status {
-        ExitStatus::Signaled { signal, .. } => Error::ChildKilled { pid, status, signal },
-        ExitStatus::Exited(_) => Error::ChildExitedEarly { pid, status },
+        Some(status @ ExitStatus::Signaled { signal, .. }) => Error::ChildKilled { pid, status, signal },
+        Some(status @ ExitStatus::Exited(_)) => Error::ChildExitedEarly { pid, status },
+        None => Error::ChildLost { pid },
     }
 }
 

@@ -5,17 +5,22 @@
 //! supervisor and a process lister), usable on its own. It is Linux-only: pidfds, signalfds,
 //! the child subreaper flag and `/proc` are what make it correct.
 //!
-//! | you want to | use |
-//! |---|---|
-//! | run a closure in a child and get its result | [`run_in_child`] |
-//! | map a function over inputs in worker processes | [`Pool`] |
-//! | fork by hand | [`fork()`] (`unsafe`, read its rules) |
-//! | wait for / signal a child without PID-reuse races | [`Child`] |
-//! | collect dead children (SIGCHLD, polling, or pidfds) | [`Reaper`] |
-//! | adopt your descendants' orphans | [`subreaper::set_child_subreaper`] |
-//! | names, sets and masks of signals | [`Signal`], [`SignalSet`], [`SignalFd`] |
-//! | how a process ended, in words and as `$?` | [`ExitStatus`] |
-//! | process states, zombies and trees from `/proc` | [`procs::Snapshot`] |
+//! A short tour, from `fork` to the reaper:
+//!
+//! 1. **[`fork()`]** is the raw call (`unsafe`: read its rules), returning a [`Fork`] with a
+//!    [`Child`] in the parent; a child ends with [`exit_child`].
+//! 2. **[`Child`]** holds the child's pidfd, so [`Child::wait`] and [`Child::kill`] can never
+//!    reach a recycled PID; [`ExitStatus`] says how it ended, in words and as `$?`.
+//! 3. **[`run_in_child`]** runs a closure in a child and brings its typed result back (a
+//!    panic, a signal, an early exit each become an [`Error`]); [`Pool`] maps a function
+//!    over inputs in worker processes.
+//! 4. **[`Launch`]** starts a program with a clean slate (signal mask, dispositions, process
+//!    group, cgroup, user) and returns a [`Child`].
+//! 5. **[`Signal`]**, [`SignalSet`] and [`SignalFd`] name, block and read signals.
+//! 6. **[`Reaper`]** collects dead children (pidfds, SIGCHLD or polling), your own or, as
+//!    PID 1 or a [`subreaper`], every orphan; [`procs::Snapshot`] shows zombies and trees.
+//! 7. With the `tokio` feature, [`async_child`](crate#features) awaits children on their
+//!    pidfds.
 //!
 //! ```
 //! // The seed's task(id) in a child: the child's memory is a copy, its result comes back.
@@ -27,14 +32,22 @@
 //! .expect("the child ran");
 //! assert_eq!((doubled, var), (18, 10));
 //! ```
+//!
+//! # Features
+//!
+//! - `tokio`: the `async_child` module, `AsyncChild` and an async `run_in_child`, on tokio's
+//!   reactor (no thread, no SIGCHLD handler).
 #![cfg(target_os = "linux")]
+#![deny(missing_docs)]
+
+#[cfg(feature = "tokio")]
+pub mod async_child;
 
 pub mod child;
-mod duration;
 pub mod error;
 pub mod fork;
 pub mod init;
-mod pid;
+pub mod pid;
 pub mod pool;
 pub mod procs;
 pub mod reap;
@@ -43,22 +56,15 @@ pub mod spawn;
 pub mod status;
 pub mod subreaper;
 mod sys;
+pub mod time;
 pub mod users;
 
 pub use child::Child;
-pub use duration::parse_duration;
 pub use error::{Error, Result};
 pub use fork::{Fork, exit_child, fork, run_in_child, run_in_child_unchecked};
 pub use pid::Pid;
 pub use pool::{Pool, TaskError};
 pub use reap::{Reaped, Reaper, Scope, Strategy};
-pub use signal::{Disposition, Signal, SignalFd, SignalSet};
+pub use signal::{Disposition, Signal, SignalFd, SignalInfo, SignalSet};
 pub use spawn::Launch;
 pub use status::{ExitStatus, ResourceUsage, WaitEvent};
-
-/// `CLOCK_MONOTONIC` as a duration since an unspecified fixed point. Unlike
-/// `std::time::Instant` it can be sent to another process on the same machine and compared
-/// there, which is how the benchmarks time a child's exit against its reaping.
-pub fn monotonic_now() -> std::time::Duration {
-    sys::monotonic_now()
-}

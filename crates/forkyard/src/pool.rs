@@ -27,11 +27,22 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::child::Child;
 use crate::error::{Error, Result};
 use crate::fork::{Fork, ensure_single_threaded, exit_child, fork, panic_message};
-use crate::{Child, ExitStatus, Pid, Signal, sys};
+use crate::pid::Pid;
+use crate::signal::Signal;
+use crate::status::ExitStatus;
+use crate::sys;
 
 /// Why one item of a [`Pool::map`] has no result.
+///
+/// ```
+/// let out = forkyard::pool::map(1, &[0u8, 1], |x: u8| if x == 1 { std::process::abort() } else { x })?;
+/// assert_eq!(out[0], Ok(0));
+/// assert!(matches!(out[1], Err(forkyard::TaskError::WorkerDied { .. })));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TaskError {
@@ -45,6 +56,16 @@ pub enum TaskError {
         pid: Pid,
         /// How it ended.
         status: ExitStatus,
+    },
+    /// The worker process ended while working on this item, and how is unknown: this process
+    /// ignores `SIGCHLD`, so the kernel discarded the worker's exit status.
+    #[error(
+        "worker {pid} ended while working on this item (how is unknown: this process ignores \
+         SIGCHLD, so the kernel discarded its exit status)"
+    )]
+    WorkerLost {
+        /// The worker.
+        pid: Pid,
     },
     /// The worker's result for this item could not be encoded or decoded.
     #[error("the result for this item could not be transferred: {0}")]
@@ -78,8 +99,24 @@ struct Worker {
 /// Worker processes running one function; [`Pool::map`] feeds them inputs.
 ///
 /// The workers are forked on the first `map` and reused by later ones; they exit when the
-/// pool is dropped. The calling process must be single-threaded whenever a worker is forked
+/// pool is dropped. When this process ignores `SIGCHLD`, results still come back (they travel
+/// through pipes), but a worker that dies is reported as [`TaskError::WorkerLost`], without
+/// the exit status the kernel discarded. The calling process must be single-threaded whenever a worker is forked
 /// (see [`crate::run_in_child`] for why).
+///
+/// ```
+/// use forkyard::{Pool, TaskError};
+///
+/// let mut pool = Pool::new(2, |x: u64| {
+///     assert!(x != 3, "three is unlucky");
+///     x * x
+/// })?;
+/// let out = pool.map(&[1, 2, 3, 4])?; // in input order
+/// assert_eq!(out[0], Ok(1));
+/// assert!(matches!(&out[2], Err(TaskError::Panicked(m)) if m == "three is unlucky"));
+/// assert_eq!(out[3], Ok(16));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub struct Pool<I, O> {
     size: usize,
     chunk_size: Option<usize>,
@@ -91,6 +128,12 @@ pub struct Pool<I, O> {
 }
 
 /// Maps `f` over `inputs` in up to `workers` processes: a one-shot [`Pool`].
+///
+/// ```
+/// let lengths = forkyard::pool::map(2, &["a".to_string(), "bcd".to_string()], |s: String| s.len())?;
+/// assert_eq!(lengths, [Ok(1), Ok(3)]);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn map<I, O>(workers: usize, inputs: &[I], f: impl Fn(I) -> O + 'static) -> Result<Vec<Result<O, TaskError>>>
 where
     I: Serialize + DeserializeOwned,
@@ -107,7 +150,7 @@ where
     /// A pool of at most `workers` processes (at least 1) running `f`.
     pub fn new(workers: usize, f: impl Fn(I) -> O + 'static) -> Result<Pool<I, O>> {
         if workers == 0 {
-            return Err(Error::Unsupported { what: "a pool of zero workers", why: "ask for at least one".into() });
+            return Err(Error::invalid("a pool of zero workers", "ask for at least one"));
         }
         let progress = sys::SharedMem::new((workers * 4).next_multiple_of(4096))
             .map_err(|e| Error::sys("mmap", "the progress page of a pool", e))?;
@@ -139,7 +182,10 @@ where
     pub fn map(&mut self, inputs: &[I]) -> Result<Vec<Result<O, TaskError>>> {
         let n = inputs.len();
         if n >= u32::MAX as usize {
-            return Err(Error::Unsupported { what: "mapping over 2^32 inputs or more", why: "split the input".into() });
+            return Err(Error::invalid(
+                format!("mapping over {n} inputs"),
+                "a map takes fewer than 2^32; split the input",
+            ));
         }
         let mut results: Vec<Option<Result<O, TaskError>>> = (0..n).map(|_| None).collect();
         let chunk = self.chunk_size.unwrap_or_else(|| n.div_ceil(self.size * 4).max(1));
@@ -206,7 +252,12 @@ where
             }
             for k in dead.into_iter().rev() {
                 let mut w = self.workers.swap_remove(k);
-                let status = w.child.wait()?;
+                // With SIGCHLD ignored the kernel has reaped the worker and kept no status.
+                let status = match w.child.wait() {
+                    Ok(status) => Some(status),
+                    Err(e) if e.raw_os_error() == Some(libc::ECHILD) => None,
+                    Err(e) => return Err(e),
+                };
                 let pid = w.child.pid();
                 // The slot names the item the worker was on; 0 means it died between items
                 // (reading a chunk, say), and the first unanswered item is blamed so that the
@@ -215,7 +266,10 @@ where
                 let unanswered: Vec<u32> = w.in_flight.drain(..).flatten().collect();
                 let culprit = unanswered.iter().copied().find(|&i| i + 1 == on).or(unanswered.first().copied());
                 if let Some(culprit) = culprit {
-                    results[culprit as usize] = Some(Err(TaskError::WorkerDied { pid, status }));
+                    results[culprit as usize] = Some(Err(match status {
+                        Some(status) => TaskError::WorkerDied { pid, status },
+                        None => TaskError::WorkerLost { pid },
+                    }));
                     *done += 1;
                 }
                 // Hand the rest to the others, keeping their order.
@@ -284,9 +338,13 @@ where
             }
         }
     }
+}
 
+/// What needs no serde: shutting the workers down, for `map`'s failures and for `Drop`.
+impl<I, O> Pool<I, O> {
     /// Closes every task pipe (idle workers exit on it), then collects every worker;
-    /// `kill` first sends SIGKILL, for workers that may be busy.
+    /// `kill` first sends SIGKILL, for workers that may be busy. A worker still running after
+    /// 5 seconds is killed.
     fn shutdown(&mut self, kill: bool) {
         for mut w in self.workers.drain(..) {
             if kill {
@@ -303,14 +361,7 @@ where
 
 impl<I, O> Drop for Pool<I, O> {
     fn drop(&mut self) {
-        for w in self.workers.drain(..) {
-            let Worker { mut child, tasks, .. } = w;
-            drop(tasks);
-            if !matches!(child.wait_timeout(Duration::from_secs(5)), Ok(Some(_))) {
-                let _ = child.kill(Signal::KILL);
-                let _ = child.wait();
-            }
-        }
+        self.shutdown(false);
     }
 }
 

@@ -14,10 +14,18 @@ use std::time::{Duration, SystemTime};
 use procfs::ProcError;
 use procfs::process::Process as ProcfsProcess;
 
-use crate::Pid;
 use crate::error::{Error, Result};
+use crate::pid::Pid;
 
 /// The scheduler state of a process, as the letter in `/proc/PID/stat` and `ps` shows it.
+///
+/// ```
+/// use forkyard::Pid;
+/// use forkyard::procs::{State, state};
+///
+/// assert_eq!(state(Pid::this())?, Some(State::Running)); // reading its own stat, it runs
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum State {
     /// `R`: running or runnable.
@@ -85,6 +93,16 @@ impl serde::Serialize for State {
 }
 
 /// One process, as read from `/proc/PID/stat`, its owner and its command line.
+///
+/// ```
+/// use forkyard::Pid;
+/// use forkyard::procs::Process;
+///
+/// let me = Process::read(Pid::this())?.expect("this process exists");
+/// assert_eq!(me.ppid, Some(Pid::parent()));
+/// assert!(!me.is_zombie());
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Process {
     /// Its PID.
@@ -336,6 +354,15 @@ fn scan(pids: &[i32], cmdline: bool) -> Vec<Process> {
 }
 
 /// What a [`Snapshot`] reads for each process, and how.
+///
+/// ```
+/// use forkyard::procs::{ScanOptions, Snapshot};
+///
+/// // States only, no command lines: cheaper, enough to count zombies.
+/// let snap = Snapshot::take_with(ScanOptions { cmdline: false, ..ScanOptions::default() })?;
+/// println!("{} zombies", snap.zombies().count());
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct ScanOptions {
     /// Read each command line (one more file per process).
@@ -354,6 +381,20 @@ impl Default for ScanOptions {
 }
 
 /// Every process at (nearly) one moment, indexed by PID and by parent.
+///
+/// ```
+/// use forkyard::Pid;
+/// use forkyard::procs::Snapshot;
+///
+/// let snap = Snapshot::take()?;
+/// let me = snap.get(Pid::this()).expect("this process is listed");
+/// assert_eq!(me.pid, Pid::this());
+/// // Every zombie, with the parent that should collect it.
+/// for z in snap.zombies() {
+///     println!("{} <defunct>, parent {:?}", z.pid, z.ppid);
+/// }
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Snapshot {
     procs: Vec<Process>,
@@ -362,6 +403,16 @@ pub struct Snapshot {
 }
 
 /// One line of a process tree walked in pre-order (a parent before its children).
+///
+/// ```
+/// use forkyard::Pid;
+/// use forkyard::procs::Snapshot;
+///
+/// let snap = Snapshot::take()?;
+/// let tree = snap.tree(Pid::this());
+/// assert_eq!((tree[0].process.pid, tree[0].depth), (Pid::this(), 0));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct TreeEntry<'a> {
     /// The process.

@@ -9,134 +9,27 @@
 use std::fmt;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::str::FromStr;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::{Pid, sys};
+use crate::pid::Pid;
+use crate::sys;
 
-/// One signal, standard (1-31) or real-time (`SIGRTMIN`..=`SIGRTMAX`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct Signal(i32);
+pub(crate) mod number;
 
-/// The standard signals by name, as Linux numbers them on this architecture. The first name
-/// of a number is the one we print.
-const NAMES: &[(&str, i32)] = &[
-    ("HUP", libc::SIGHUP),
-    ("INT", libc::SIGINT),
-    ("QUIT", libc::SIGQUIT),
-    ("ILL", libc::SIGILL),
-    ("TRAP", libc::SIGTRAP),
-    ("ABRT", libc::SIGABRT),
-    ("IOT", libc::SIGABRT),
-    ("BUS", libc::SIGBUS),
-    ("FPE", libc::SIGFPE),
-    ("KILL", libc::SIGKILL),
-    ("USR1", libc::SIGUSR1),
-    ("SEGV", libc::SIGSEGV),
-    ("USR2", libc::SIGUSR2),
-    ("PIPE", libc::SIGPIPE),
-    ("ALRM", libc::SIGALRM),
-    ("TERM", libc::SIGTERM),
-    ("STKFLT", libc::SIGSTKFLT),
-    ("CHLD", libc::SIGCHLD),
-    ("CLD", libc::SIGCHLD),
-    ("CONT", libc::SIGCONT),
-    ("STOP", libc::SIGSTOP),
-    ("TSTP", libc::SIGTSTP),
-    ("TTIN", libc::SIGTTIN),
-    ("TTOU", libc::SIGTTOU),
-    ("URG", libc::SIGURG),
-    ("XCPU", libc::SIGXCPU),
-    ("XFSZ", libc::SIGXFSZ),
-    ("VTALRM", libc::SIGVTALRM),
-    ("PROF", libc::SIGPROF),
-    ("WINCH", libc::SIGWINCH),
-    ("IO", libc::SIGIO),
-    ("POLL", libc::SIGIO),
-    ("PWR", libc::SIGPWR),
-    ("SYS", libc::SIGSYS),
-];
-
-#[allow(missing_docs)]
-impl Signal {
-    pub const HUP: Signal = Signal(libc::SIGHUP);
-    pub const INT: Signal = Signal(libc::SIGINT);
-    pub const QUIT: Signal = Signal(libc::SIGQUIT);
-    pub const ILL: Signal = Signal(libc::SIGILL);
-    pub const TRAP: Signal = Signal(libc::SIGTRAP);
-    pub const ABRT: Signal = Signal(libc::SIGABRT);
-    pub const BUS: Signal = Signal(libc::SIGBUS);
-    pub const FPE: Signal = Signal(libc::SIGFPE);
-    pub const KILL: Signal = Signal(libc::SIGKILL);
-    pub const USR1: Signal = Signal(libc::SIGUSR1);
-    pub const SEGV: Signal = Signal(libc::SIGSEGV);
-    pub const USR2: Signal = Signal(libc::SIGUSR2);
-    pub const PIPE: Signal = Signal(libc::SIGPIPE);
-    pub const ALRM: Signal = Signal(libc::SIGALRM);
-    pub const TERM: Signal = Signal(libc::SIGTERM);
-    pub const CHLD: Signal = Signal(libc::SIGCHLD);
-    pub const CONT: Signal = Signal(libc::SIGCONT);
-    pub const STOP: Signal = Signal(libc::SIGSTOP);
-    pub const TSTP: Signal = Signal(libc::SIGTSTP);
-    pub const TTIN: Signal = Signal(libc::SIGTTIN);
-    pub const TTOU: Signal = Signal(libc::SIGTTOU);
-    pub const URG: Signal = Signal(libc::SIGURG);
-    pub const WINCH: Signal = Signal(libc::SIGWINCH);
-    pub const PWR: Signal = Signal(libc::SIGPWR);
-    pub const SYS: Signal = Signal(libc::SIGSYS);
-}
+pub use number::{InvalidSignal, Signal};
 
 impl Signal {
-    /// The signal with this number, if it is one (1..=`SIGRTMAX`).
-    pub fn new(number: i32) -> Option<Signal> {
-        (1..=libc::SIGRTMAX()).contains(&number).then_some(Signal(number))
-    }
-
-    /// Wraps a number the kernel reported (a wait status, a siginfo); no check is needed.
-    pub(crate) fn from_kernel(number: i32) -> Signal {
-        Signal(number)
-    }
-
-    /// The signal's number.
-    pub fn as_raw(self) -> i32 {
-        self.0
-    }
-
-    /// The lowest real-time signal the C library leaves to programs.
-    pub fn rtmin() -> Signal {
-        Signal(libc::SIGRTMIN())
-    }
-
-    /// The highest real-time signal.
-    pub fn rtmax() -> Signal {
-        Signal(libc::SIGRTMAX())
-    }
-
-    /// Whether this is a real-time signal (queued, never coalesced).
-    pub fn is_realtime(self) -> bool {
-        self.0 >= libc::SIGRTMIN() && self.0 <= libc::SIGRTMAX()
-    }
-
-    /// Whether a process can catch, block or ignore it: everything but SIGKILL and SIGSTOP.
-    pub fn is_catchable(self) -> bool {
-        self != Signal::KILL && self != Signal::STOP
-    }
-
-    /// Every signal a program may use: 1-31 and `SIGRTMIN`..=`SIGRTMAX` (the numbers glibc
-    /// keeps for its threads are left out).
-    pub fn all() -> impl Iterator<Item = Signal> {
-        (1..32).chain(libc::SIGRTMIN()..=libc::SIGRTMAX()).map(Signal)
-    }
-
     /// Sends this signal to one process by PID. Prefer [`crate::Child::kill`] for your own
     /// children: a PID can be reused once its process has been reaped.
     pub fn send(self, pid: Pid) -> Result<()> {
+        self.checked()?;
         sys::kill(pid, self.0).map_err(|e| Error::sys("kill", format!("process {pid} ({self})"), e))
     }
 
     /// Sends this signal to every process in the group `pgid`.
     pub fn send_group(self, pgid: Pid) -> Result<()> {
+        self.checked()?;
         sys::kill_group(pgid, self.0).map_err(|e| Error::sys("kill", format!("process group {pgid} ({self})"), e))
     }
 
@@ -183,6 +76,15 @@ impl Signal {
 }
 
 /// What a process does when a signal arrives.
+///
+/// ```
+/// use forkyard::{Disposition, Signal};
+///
+/// let before = Signal::PIPE.set_disposition(Disposition::Ignore)?;
+/// assert_eq!(Signal::PIPE.disposition()?, Disposition::Ignore);
+/// Signal::PIPE.set_disposition(before)?;
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Disposition {
     /// The default action (terminate, core, stop, continue or nothing, by signal).
@@ -193,78 +95,17 @@ pub enum Disposition {
     Handler,
 }
 
-impl fmt::Display for Signal {
-    /// `SIGTERM`, `SIGRTMIN+3`, `SIGRTMAX-2`, as `kill -l` prints them.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some((name, _)) = NAMES.iter().find(|(_, n)| *n == self.0) {
-            return write!(f, "SIG{name}");
-        }
-        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
-        if self.0 == min {
-            f.write_str("SIGRTMIN")
-        } else if self.0 == max {
-            f.write_str("SIGRTMAX")
-        } else if self.0 > min && self.0 - min <= (max - min) / 2 {
-            write!(f, "SIGRTMIN+{}", self.0 - min)
-        } else if self.0 > min && self.0 < max {
-            write!(f, "SIGRTMAX-{}", max - self.0)
-        } else {
-            write!(f, "SIG{}", self.0)
-        }
-    }
-}
-
-impl fmt::Debug for Signal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{self}({})", self.0)
-    }
-}
-
-impl FromStr for Signal {
-    type Err = Error;
-
-    /// Reads `TERM`, `SIGTERM`, `term`, `15`, `RTMIN`, `SIGRTMIN+3`, `RTMAX-1`.
-    fn from_str(input: &str) -> Result<Signal> {
-        let bad = |reason| Error::BadSignal { input: input.to_string(), reason };
-        let text = input.trim();
-        if text.is_empty() {
-            return Err(bad("it is empty"));
-        }
-        if text.bytes().all(|b| b.is_ascii_digit()) {
-            let n: i32 = text.parse().map_err(|_| bad("the number is too large"))?;
-            return Signal::new(n).ok_or_else(|| bad("no signal has that number on this system"));
-        }
-        let upper = text.to_ascii_uppercase();
-        let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-        if let Some((_, n)) = NAMES.iter().find(|(candidate, _)| *candidate == name) {
-            return Ok(Signal(*n));
-        }
-        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
-        let realtime = |base: i32, rest: &str, sign: i32| -> Result<Signal> {
-            let n = if rest.is_empty() {
-                base
-            } else {
-                let (op, digits) = rest.split_at(1);
-                let expected = if sign > 0 { "+" } else { "-" };
-                if op != expected || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(bad("write real-time signals as RTMIN+n or RTMAX-n"));
-                }
-                let offset: i32 = digits.parse().map_err(|_| bad("the offset is too large"))?;
-                base + sign * offset
-            };
-            if (min..=max).contains(&n) { Ok(Signal(n)) } else { Err(bad("it is outside SIGRTMIN..SIGRTMAX")) }
-        };
-        if let Some(rest) = name.strip_prefix("RTMIN") {
-            return realtime(min, rest, 1);
-        }
-        if let Some(rest) = name.strip_prefix("RTMAX") {
-            return realtime(max, rest, -1);
-        }
-        Err(bad("unknown signal name"))
-    }
-}
-
 /// A set of signals (a `sigset_t`), used for masks and for signalfds.
+///
+/// ```
+/// use forkyard::{Signal, SignalSet};
+///
+/// let set: SignalSet = [Signal::TERM, Signal::rtmin()].into_iter().collect();
+/// assert!(set.contains(Signal::TERM) && !set.contains(Signal::INT));
+/// let before = set.block()?; // blocked in this thread from now on
+/// before.set_thread_mask()?; // and back as it was
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy)]
 #[repr(transparent)]
 pub struct SignalSet(libc::sigset_t);
@@ -313,8 +154,8 @@ impl SignalSet {
         (1..=libc::SIGRTMAX()).map(Signal).filter(|s| self.contains(*s))
     }
 
-    /// The raw set, for system calls this crate does not wrap.
-    pub fn as_raw(&self) -> &libc::sigset_t {
+    /// The raw set, for the system calls that take one.
+    pub(crate) fn as_raw(&self) -> &libc::sigset_t {
         &self.0
     }
 
@@ -387,6 +228,22 @@ impl fmt::Debug for SignalSet {
 }
 
 /// One signal read from a [`SignalFd`].
+///
+/// ```
+/// use forkyard::{Pid, Signal, SignalFd, SignalInfo, SignalSet};
+///
+/// let set: SignalSet = [Signal::USR2].into_iter().collect();
+/// set.block()?;
+/// let signals = SignalFd::new(&set)?;
+/// Signal::USR2.send(Pid::this())?;
+/// let mut batch = [SignalInfo::default(); 4];
+/// let mut n = 0;
+/// while n == 0 {
+///     n = signals.read_batch(&mut batch)?;
+/// }
+/// assert_eq!(batch[0].signal, Signal::USR2);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SignalInfo {
     /// The signal.
@@ -411,6 +268,19 @@ impl Default for SignalInfo {
 ///
 /// The signals must be blocked in **every** thread, or the kernel may deliver them to a
 /// thread that does not block them instead; block them before starting any thread.
+///
+/// ```
+/// use std::time::Duration;
+/// use forkyard::{Pid, Signal, SignalFd, SignalSet};
+///
+/// let set: SignalSet = [Signal::USR1].into_iter().collect();
+/// set.block()?; // first, or the signal's default action kills us
+/// let signals = SignalFd::new(&set)?;
+/// Signal::USR1.send(Pid::this())?;
+/// let info = signals.read(Some(Duration::from_secs(10)))?.expect("it arrives");
+/// assert_eq!((info.signal, info.sender), (Signal::USR1, Some(Pid::this())));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct SignalFd {
     fd: OwnedFd,
@@ -542,6 +412,29 @@ mod tests {
             let err = text.parse::<Signal>().expect_err(text);
             assert!(err.to_string().contains("is not a signal"), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn every_way_in_refuses_a_bad_number_and_names_it() {
+        for bad in [0, 99, -1, libc::SIGRTMAX() + 1] {
+            let err = Signal::try_from(bad).expect_err("refused");
+            assert!(err.to_string().starts_with(&format!("'{bad}' is not a signal")), "{err}");
+            let err = serde_json::from_str::<Signal>(&bad.to_string()).expect_err("refused");
+            assert!(err.to_string().contains(&format!("'{bad}' is not a signal")), "{err}");
+            let encoded = postcard::to_allocvec(&bad).expect("encode");
+            assert!(postcard::from_bytes::<Signal>(&encoded).is_err(), "{bad}");
+        }
+        assert_eq!(serde_json::from_str::<Signal>("15").ok(), Some(Signal::TERM));
+        let encoded = postcard::to_allocvec(&Signal::rtmax()).expect("encode");
+        assert_eq!(postcard::from_bytes::<Signal>(&encoded).ok(), Some(Signal::rtmax()));
+    }
+
+    #[test]
+    fn the_placeholder_signal_is_never_sent() {
+        let placeholder = SignalInfo::default().signal;
+        let err = placeholder.send(Pid::this()).expect_err("refused");
+        assert!(err.to_string().contains("'0' is not a signal"), "{err}");
+        assert!(placeholder.send_group(Pid::this()).is_err());
     }
 
     #[test]

@@ -16,17 +16,31 @@
 //! child is born in its cgroup, and gets its pidfd from the same call.
 
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::error::{Error, Result};
-use crate::{Child, Disposition, Pid, Signal, SignalSet, sys};
+use crate::child::Child;
+use crate::error::{Error, Result, StartStep};
+
+mod child;
+use crate::pid::Pid;
+use crate::signal::{Disposition, Signal, SignalSet};
+use crate::sys;
 
 /// Where the child sits among process groups and sessions.
+///
+/// ```
+/// use forkyard::Launch;
+/// use forkyard::spawn::{Group, Program};
+///
+/// let mut child = Launch::new().group(Group::Own).start(Program::new(["true"]))?;
+/// child.wait()?;
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Group {
     /// The parent's group (what `std::process` does).
@@ -45,8 +59,25 @@ pub enum Group {
 pub use crate::users::Credentials;
 
 /// How a child is set up between `fork` and `exec`.
+///
+/// Built with [`Launch::new`] and its builder methods (the fields can also be set one by
+/// one; new ones may be added, so a struct literal is not offered). `'fd` is the lifetime of
+/// the cgroup directory it may borrow.
+///
+/// ```
+/// use std::process::Command;
+/// use forkyard::{ExitStatus, Launch, Signal};
+/// use forkyard::spawn::Group;
+///
+/// // `sh` in a process group of its own, killed if this process dies first.
+/// let launch = Launch::new().group(Group::Own).parent_death_signal(Signal::KILL);
+/// let mut child = launch.spawn(Command::new("sh").args(["-c", "exit 3"]))?;
+/// assert_eq!(child.wait()?, ExitStatus::Exited(3));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Debug, Default)]
-pub struct Launch {
+#[non_exhaustive]
+pub struct Launch<'fd> {
     /// Process group or session.
     pub group: Group,
     /// With [`Group::Own`]: make the child's group the foreground group of the terminal on
@@ -66,27 +97,131 @@ pub struct Launch {
     pub announce: Option<Vec<u8>>,
     /// An open directory of a cgroup v2 for the child, so that everything it starts stays
     /// in that cgroup. [`Launch::start`] has it born there (`clone3`, Linux 5.7+); otherwise
-    /// the child joins it first thing by writing `0` to its `cgroup.procs`. The caller
-    /// keeps the descriptor open until the call returns.
-    pub cgroup: Option<RawFd>,
+    /// the child joins it first thing by writing `0` to its `cgroup.procs`.
+    pub cgroup: Option<BorrowedFd<'fd>>,
     /// If `LISTEN_PID` (socket activation) names this process, rename it to the child, which
-    /// is the one that will use the sockets (catatonit does this). Only for a command without
-    /// environment changes of its own (`Command::env`), whose `exec` reads the live
-    /// environment.
+    /// is the one that will use the sockets (catatonit does this). [`Launch::start`] writes
+    /// the child's PID into an environment prepared before the fork, so it works in any
+    /// process. [`Launch::spawn`] has to call `setenv` in the child, which takes the C
+    /// library's environment lock: it refuses a process with other threads, and works only
+    /// for a command without environment changes of its own (`Command::env`), whose `exec`
+    /// reads the live environment.
     pub pass_listen_pid: bool,
 }
 
-impl Launch {
+/// Builder methods: each sets one field and returns the setup.
+impl<'fd> Launch<'fd> {
+    /// The setup that changes nothing: the child inherits what `std::process` would give it.
+    pub fn new() -> Launch<'fd> {
+        Launch::default()
+    }
+
+    /// Sets [`Launch::group`].
+    pub fn group(mut self, group: Group) -> Launch<'fd> {
+        self.group = group;
+        self
+    }
+
+    /// Sets [`Launch::foreground`].
+    pub fn foreground(mut self, on: bool) -> Launch<'fd> {
+        self.foreground = on;
+        self
+    }
+
+    /// Sets [`Launch::signal_mask`].
+    pub fn signal_mask(mut self, mask: SignalSet) -> Launch<'fd> {
+        self.signal_mask = Some(mask);
+        self
+    }
+
+    /// Sets [`Launch::dispositions`].
+    pub fn dispositions(mut self, dispositions: Vec<(Signal, Disposition)>) -> Launch<'fd> {
+        self.dispositions = dispositions;
+        self
+    }
+
+    /// Sets [`Launch::parent_death_signal`].
+    pub fn parent_death_signal(mut self, signal: Signal) -> Launch<'fd> {
+        self.parent_death_signal = Some(signal);
+        self
+    }
+
+    /// Sets [`Launch::credentials`].
+    pub fn credentials(mut self, credentials: Credentials) -> Launch<'fd> {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Sets [`Launch::announce`].
+    pub fn announce(mut self, text: Vec<u8>) -> Launch<'fd> {
+        self.announce = Some(text);
+        self
+    }
+
+    /// Sets [`Launch::cgroup`]: the child starts in the cgroup v2 whose directory is open as
+    /// `dir`.
+    pub fn cgroup(mut self, dir: BorrowedFd<'fd>) -> Launch<'fd> {
+        self.cgroup = Some(dir);
+        self
+    }
+
+    /// Sets [`Launch::pass_listen_pid`].
+    pub fn pass_listen_pid(mut self, on: bool) -> Launch<'fd> {
+        self.pass_listen_pid = on;
+        self
+    }
+
+    /// The same setup without the borrowed cgroup, for a closure that must be `'static`.
+    fn detached(&self) -> Launch<'static> {
+        Launch {
+            group: self.group,
+            foreground: self.foreground,
+            signal_mask: self.signal_mask,
+            dispositions: self.dispositions.clone(),
+            parent_death_signal: self.parent_death_signal,
+            credentials: self.credentials.clone(),
+            announce: self.announce.clone(),
+            cgroup: None,
+            pass_listen_pid: self.pass_listen_pid,
+        }
+    }
+}
+
+/// Refuses `pass_listen_pid` for [`Launch::spawn`] in a process with other threads: the
+/// child's `setenv` would take the C library's environment lock, which another thread may
+/// have held at the fork and which would then never be released in the child.
+fn refuse_setenv_with_threads() -> Result<()> {
+    let threads = sys::thread_count().map_err(|e| Error::sys("read", "/proc/self/status (Threads:)", e))?;
+    if threads > 1 {
+        return Err(Error::Unsupported {
+            what: "passing LISTEN_PID through Launch::spawn",
+            why: format!(
+                "this process has {threads} threads, and the child's setenv could deadlock on the \
+                 environment lock another thread held at the fork; use Launch::start, which \
+                 prepares the environment before the fork, or set it before starting threads"
+            ),
+        });
+    }
+    Ok(())
+}
+
+impl Launch<'_> {
     /// Starts `command` with this setup.
     ///
     /// A failed `exec` (no such program, not executable) is returned as [`Error::Sys`] with
-    /// call `exec` and the kernel's `errno`, after the failed child has been collected.
+    /// call `execve` and the kernel's `errno`, after the failed child has been collected.
+    /// (`std` reports a setup step refused in the child the same way, so the two cannot be
+    /// told apart here; [`Launch::start`] names each step.)
     ///
     /// The setup runs in the forked child before `exec`. It makes only system calls, except
-    /// for `pass_listen_pid`, which edits the environment and so is safe only in a
-    /// single-threaded process.
+    /// for `pass_listen_pid`, which edits the environment and so is refused (with
+    /// [`Error::Unsupported`]) in a process with other threads.
     pub fn spawn(&self, command: &mut Command) -> Result<Child> {
-        let setup = self.clone();
+        if self.pass_listen_pid {
+            refuse_setenv_with_threads()?;
+        }
+        let setup = self.detached();
+        let cgroup = self.cgroup.map(|dir| dir.as_raw_fd());
         let parent = Pid::this();
         let listen_pid = if setup.pass_listen_pid {
             std::env::var("LISTEN_PID").ok().filter(|v| v.trim() == parent.as_raw().to_string())
@@ -98,138 +233,32 @@ impl Launch {
         // getppid, sigaction, pthread_sigmask), none of which allocates or takes a lock,
         // except the LISTEN_PID rewrite, documented above as single-threaded only.
         unsafe {
-            command.pre_exec(move || setup.in_child(parent, listen_pid.is_some()));
+            command.pre_exec(move || setup.in_child(cgroup, parent, listen_pid.is_some()));
         }
         let program = command.get_program().to_string_lossy().into_owned();
-        let child = command.spawn().map_err(|e| Error::sys("exec", format!("'{program}'"), e))?;
+        let child = command.spawn().map_err(|e| Error::sys("execve", format!("'{program}'"), e))?;
         let pid = Pid::new(child.id() as i32)
             .ok_or_else(|| Error::sys("fork", format!("'{program}'"), std::io::ErrorKind::InvalidData.into()))?;
         // std's handle is dropped without waiting; ours, with a pidfd, takes over.
         drop(child);
         Ok(Child::fresh(pid))
     }
-
-    /// The setup itself, in the forked child.
-    fn in_child(&self, parent: Pid, rewrite_listen_pid: bool) -> std::io::Result<()> {
-        if let Some(dir) = self.cgroup {
-            join_cgroup(dir)?;
-        }
-        self.setup(parent, rewrite_listen_pid)
-    }
-
-    /// Everything but the cgroup, in the child.
-    fn setup(&self, parent: Pid, rewrite_listen_pid: bool) -> std::io::Result<()> {
-        match self.group {
-            Group::Inherit => {}
-            // SAFETY: setpgid(0, 0) on ourselves; no memory is passed.
-            Group::Own => drop(sys::cvt(unsafe { libc::setpgid(0, 0) })?),
-            // SAFETY: setsid on ourselves; no memory is passed.
-            Group::Session => drop(sys::cvt(unsafe { libc::setsid() })?),
-        }
-        if self.foreground {
-            match self.group {
-                Group::Own => {
-                    // A background group that calls tcsetpgrp gets SIGTTOU unless the signal
-                    // is blocked: block it for the call.
-                    let mut ttou = SignalSet::empty();
-                    ttou.insert(Signal::TTOU);
-                    let mut old = SignalSet::empty();
-                    // SAFETY: both sets are valid sigset_t values (SignalSet is
-                    // repr(transparent)); tcsetpgrp takes a descriptor and our own PID.
-                    // ENOTTY or ENXIO (no terminal) are fine: the child runs on.
-                    unsafe {
-                        libc::pthread_sigmask(libc::SIG_BLOCK, ttou.as_raw(), (&mut old as *mut SignalSet).cast());
-                        libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
-                        libc::pthread_sigmask(libc::SIG_SETMASK, old.as_raw(), std::ptr::null_mut());
-                    }
-                }
-                // SAFETY: TIOCSCTTY with argument 0 on standard input; failure (no terminal,
-                // or one owned by another session) leaves the child without one.
-                Group::Session => drop(unsafe { libc::ioctl(libc::STDIN_FILENO, libc::TIOCSCTTY, 0) }),
-                Group::Inherit => {}
-            }
-        }
-        if let Some(creds) = &self.credentials {
-            // The system calls themselves, not glibc's wrappers: in a process with threads,
-            // glibc's setgroups/setgid/setuid make every thread change too (it signals each
-            // one and waits), and in a child started by `clone3` glibc still believes the
-            // parent's threads are there, so the child waits for them for ever. In the child
-            // there is one thread, and credentials are per thread: the call is the change.
-            // SAFETY: the pointer and length describe the `groups` vector, alive for the call.
-            sys::cvt_long(unsafe { libc::syscall(libc::SYS_setgroups, creds.groups.len(), creds.groups.as_ptr()) })?;
-            // SAFETY: setgid with a plain number.
-            sys::cvt_long(unsafe { libc::syscall(libc::SYS_setgid, creds.gid) })?;
-            // SAFETY: setuid with a plain number (last: it drops the right to do the above).
-            sys::cvt_long(unsafe { libc::syscall(libc::SYS_setuid, creds.uid) })?;
-        }
-        if let Some(signal) = self.parent_death_signal {
-            // SAFETY: prctl with a signal number; no memory is passed.
-            sys::cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal.as_raw() as libc::c_ulong, 0, 0, 0) })?;
-            // SAFETY: getppid has no preconditions.
-            if unsafe { libc::getppid() } != parent.as_raw() {
-                // The parent is already gone: the signal will never come, so send it. Not
-                // raise(): glibc's raise signals the thread its thread block names, which in a
-                // child of `clone3` is the parent's thread.
-                // SAFETY: kill of ourselves (getpid is the system call) with a valid signal.
-                unsafe { libc::kill(libc::getpid(), signal.as_raw()) };
-            }
-        }
-        for &(signal, disposition) in &self.dispositions {
-            let handler = match disposition {
-                Disposition::Ignore => libc::SIG_IGN,
-                Disposition::Default | Disposition::Handler => libc::SIG_DFL,
-            };
-            // SAFETY: SIG_IGN and SIG_DFL need no function behind them.
-            unsafe { libc::signal(signal.as_raw(), handler) };
-        }
-        if rewrite_listen_pid {
-            // Not std::env::set_var: Command::spawn holds std's environment lock across the
-            // fork, so in this child it is locked for good. libc's setenv takes glibc's own
-            // lock, free in a single-threaded parent (the contract of `pass_listen_pid`); the
-            // number is formatted without allocating.
-            let mut digits = [0u8; 24];
-            // SAFETY: getpid has no preconditions.
-            let mut n = unsafe { libc::getpid() } as u32;
-            let mut i = digits.len() - 1; // digits[last] stays 0: the terminator
-            loop {
-                i -= 1;
-                digits[i] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
-            // SAFETY: both strings are NUL-terminated and live for the call.
-            unsafe { libc::setenv(c"LISTEN_PID".as_ptr(), digits[i..].as_ptr().cast(), 1) };
-        }
-        if let Some(text) = &self.announce {
-            // SAFETY: a write of a valid buffer to standard error.
-            unsafe { libc::write(libc::STDERR_FILENO, text.as_ptr().cast(), text.len()) };
-        }
-        if let Some(mask) = &self.signal_mask {
-            // Last, so that nothing above runs with signals unblocked.
-            // SAFETY: a valid sigset_t; the old mask is not wanted.
-            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask.as_raw(), std::ptr::null_mut()) };
-        }
-        Ok(())
-    }
-}
-
-/// Moves the calling process into the cgroup whose directory is open as `dir`, by writing
-/// `0` to its `cgroup.procs`. Async-signal-safe.
-fn join_cgroup(dir: RawFd) -> std::io::Result<()> {
-    // SAFETY: openat with a NUL-terminated literal relative to a directory descriptor the
-    // caller keeps open.
-    let procs = sys::cvt(unsafe { libc::openat(dir, c"cgroup.procs".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
-    // SAFETY: a one-byte write from a static buffer to the descriptor just opened.
-    let written = unsafe { libc::write(procs, b"0".as_ptr().cast(), 1) };
-    let result = if written == 1 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
-    // SAFETY: closing the descriptor opened above, used by nothing else.
-    unsafe { libc::close(procs) };
-    result
 }
 
 /// A program for [`Launch::start`]: what to run, with what, where.
+///
+/// ```
+/// use std::os::fd::OwnedFd;
+/// use forkyard::{ExitStatus, Launch};
+/// use forkyard::spawn::Program;
+///
+/// let mut program = Program::new(["sh", "-c", "test \"$GREETING\" = hello"]);
+/// program.env.push(("GREETING".into(), "hello".into()));
+/// program.stdio[1] = Some(OwnedFd::from(std::fs::File::create("/dev/null").expect("/dev/null")));
+/// let mut child = Launch::new().start(program)?;
+/// assert_eq!(child.wait()?, ExitStatus::Exited(0));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Program {
     /// `argv`, the program first. A program without a `/` is searched in the `PATH` of the
@@ -272,26 +301,31 @@ struct Prepared {
     /// Full paths to try, in order.
     candidates: Vec<CString>,
     cwd: Option<CString>,
+    /// `LISTEN_PID=` and room for the child's PID, when it is passed on: the child writes
+    /// its PID into its own copy of this buffer before `exec` (envp points at it).
+    _listen_pid: Option<Vec<u8>>,
+    /// Where in that buffer the digits go.
+    listen_pid_at: Option<*mut u8>,
 }
+
+/// The bytes before the PID in [`Prepared::listen_pid_at`]'s buffer.
+const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
 
 fn cstring(bytes: &OsStr, what: &str) -> Result<CString> {
     CString::new(bytes.as_bytes()).map_err(|_| {
-        Error::sys(
-            "exec",
+        Error::invalid(
             format!("{what} {:?}", bytes.to_string_lossy()),
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "it contains a NUL byte"),
+            "it contains a NUL byte, which cannot pass through exec; remove it",
         )
     })
 }
 
 impl Prepared {
-    fn new(program: &Program) -> Result<Prepared> {
+    /// Prepares `program`; with `pass_listen_pid`, a `LISTEN_PID` naming `parent` is left
+    /// for the child to fill in.
+    fn new(program: &Program, pass_listen_pid: bool, parent: Pid) -> Result<Prepared> {
         let Some(name) = program.argv.first() else {
-            return Err(Error::sys(
-                "exec",
-                "an empty command",
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, "give at least the program"),
-            ));
+            return Err(Error::invalid("an empty command", "give at least the program to run"));
         };
         let argv = program.argv.iter().map(|a| cstring(a, "argument")).collect::<Result<Vec<_>>>()?;
         let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
@@ -300,7 +334,15 @@ impl Prepared {
             env.push((k.clone(), v.clone()));
         }
         let mut envp = Vec::with_capacity(env.len());
+        let mut listen_pid = None;
+        let ours = parent.as_raw().to_string();
         for (k, v) in &env {
+            if pass_listen_pid && k == "LISTEN_PID" && v.to_str().is_some_and(|v| v.trim() == ours) {
+                let mut slot = LISTEN_PID_PREFIX.to_vec();
+                slot.extend_from_slice(&[0; 12]);
+                listen_pid = Some(slot);
+                continue;
+            }
             let mut kv = k.clone();
             kv.push("=");
             kv.push(v);
@@ -322,8 +364,23 @@ impl Prepared {
         };
         let cwd = program.cwd.as_ref().map(|c| cstring(c.as_os_str(), "directory")).transpose()?;
         let argv_ptrs = argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-        let envp_ptrs = envp.iter().map(|e| e.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-        Ok(Prepared { _argv: argv, _envp: envp, argv_ptrs, envp_ptrs, candidates, cwd })
+        let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+        let listen_pid_at = listen_pid.as_mut().map(|slot: &mut Vec<u8>| {
+            envp_ptrs.push(slot.as_ptr().cast());
+            // The vector is never touched again, so the pointer stays valid and unaliased.
+            slot[LISTEN_PID_PREFIX.len()..].as_mut_ptr()
+        });
+        envp_ptrs.push(std::ptr::null());
+        Ok(Prepared {
+            _argv: argv,
+            _envp: envp,
+            argv_ptrs,
+            envp_ptrs,
+            candidates,
+            cwd,
+            _listen_pid: listen_pid,
+            listen_pid_at,
+        })
     }
 }
 
@@ -337,28 +394,28 @@ const STEP_EXEC: u8 = 5;
 /// Set once `clone3` turned out not to support CLONE_INTO_CGROUP here.
 static NO_CLONE_INTO_CGROUP: AtomicBool = AtomicBool::new(false);
 
-impl Launch {
+impl Launch<'_> {
     /// Starts `program` with this setup, in [`Launch::cgroup`] from birth where the kernel
     /// allows it; returns a pidfd-backed [`Child`].
     ///
     /// A failure in the child (no such program, not executable, a bad directory, a setup
-    /// call refused) comes back as [`Error::Sys`] naming the step (`exec`, `chdir`, ...) and
+    /// call refused) comes back as [`Error::Start`] naming the [`StartStep`] and
     /// the kernel's `errno`, after the failed child has been collected. `pass_listen_pid` is
-    /// not supported here (use [`Launch::spawn`]).
+    /// honoured: the child writes its PID into an environment built before the fork.
     ///
     /// Like [`Launch::spawn`], the child makes only system calls before `exec`: everything
     /// it needs (arguments, environment, the paths to try, execve's pointer arrays) is
     /// prepared before the fork, so it is safe in a multi-threaded process.
     pub fn start(&self, program: Program) -> Result<Child> {
-        let prepared = Prepared::new(&program)?;
+        let parent = Pid::this();
+        let prepared = Prepared::new(&program, self.pass_listen_pid, parent)?;
         let name = program.argv[0].to_string_lossy().into_owned();
         let (report_r, report_w) = sys::pipe().map_err(|e| Error::sys("pipe2", format!("starting '{name}'"), e))?;
         let stdio: [Option<RawFd>; 3] = std::array::from_fn(|i| program.stdio[i].as_ref().map(|f| f.as_raw_fd()));
-        let parent = Pid::this();
         crate::child::reap_dropped_children();
         let mut join = None;
         let mut forked = None;
-        if let Some(dir) = self.cgroup {
+        if let Some(dir) = self.cgroup.map(|dir| dir.as_raw_fd()) {
             if !NO_CLONE_INTO_CGROUP.load(Ordering::Relaxed) {
                 // SAFETY: the child runs only `exec_child`, which makes system calls on
                 // memory prepared above and ends in execve or _exit.
@@ -405,91 +462,14 @@ impl Launch {
         let _ = child.wait();
         let errno = i32::from_le_bytes([report[1], report[2], report[3], report[4]]);
         let err = std::io::Error::from_raw_os_error(errno);
-        Err(match report[0] {
-            STEP_CGROUP => Error::sys("joining the cgroup", format!("'{name}'"), err),
-            STEP_STDIO => Error::sys("dup2", format!("the standard streams of '{name}'"), err),
-            STEP_CWD => {
-                Error::sys("chdir", format!("{} for '{name}'", program_cwd(&prepared).unwrap_or_default()), err)
-            }
-            STEP_SETUP => Error::sys("setting up the child", format!("'{name}'"), err),
-            _ => Error::sys("exec", format!("'{name}'"), err),
-        })
-    }
-
-    /// The child's side of `start`: system calls only, then `execve`; on failure, the step
-    /// and errno go to `report` and the child ends with status 127.
-    fn exec_child(
-        &self,
-        prepared: &Prepared,
-        mut stdio: [Option<RawFd>; 3],
-        join: Option<RawFd>,
-        parent: Pid,
-        report: RawFd,
-    ) -> ! {
-        let fail = |step: u8, errno: i32| -> ! {
-            let e = errno.to_le_bytes();
-            let msg = [step, e[0], e[1], e[2], e[3]];
-            // SAFETY: a write of a valid buffer to the report pipe, then _exit.
-            unsafe {
-                libc::write(report, msg.as_ptr().cast(), msg.len());
-                libc::_exit(127)
-            }
+        let (step, on) = match report[0] {
+            STEP_CGROUP => (StartStep::JoinCgroup, format!("'{name}'")),
+            STEP_STDIO => (StartStep::Stdio, format!("the standard streams of '{name}'")),
+            STEP_CWD => (StartStep::Chdir, format!("{} for '{name}'", program_cwd(&prepared).unwrap_or_default())),
+            STEP_SETUP => (StartStep::Setup, format!("'{name}'")),
+            _ => (StartStep::Exec, format!("'{name}'")),
         };
-        let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
-        if let Some(dir) = join {
-            if let Err(e) = join_cgroup(dir) {
-                fail(STEP_CGROUP, e.raw_os_error().unwrap_or(libc::EIO));
-            }
-        }
-        // A stream whose descriptor is another stream's number (0..2) moves out of the way
-        // first, so that no dup2 below overwrites a source still to be used.
-        for (target, fd) in stdio.iter_mut().enumerate() {
-            if let Some(f) = fd {
-                if *f < 3 && *f != target as RawFd {
-                    // SAFETY: fcntl on a descriptor we hold; no memory is passed.
-                    let moved = unsafe { libc::fcntl(*f, libc::F_DUPFD_CLOEXEC, 3) };
-                    if moved < 0 {
-                        fail(STEP_STDIO, errno());
-                    }
-                    *f = moved;
-                }
-            }
-        }
-        for (target, fd) in stdio.iter().enumerate() {
-            let Some(f) = *fd else { continue };
-            // SAFETY: fcntl and dup2 on descriptors we hold; no memory is passed. dup2's copy
-            // does not have close-on-exec; a stream already in place has it cleared.
-            let ok = unsafe {
-                if f == target as RawFd { libc::fcntl(f, libc::F_SETFD, 0) } else { libc::dup2(f, target as RawFd) }
-            };
-            if ok < 0 {
-                fail(STEP_STDIO, errno());
-            }
-        }
-        if let Some(cwd) = &prepared.cwd {
-            // SAFETY: a NUL-terminated path prepared before the fork.
-            if unsafe { libc::chdir(cwd.as_ptr()) } != 0 {
-                fail(STEP_CWD, errno());
-            }
-        }
-        if let Err(e) = self.setup(parent, false) {
-            fail(STEP_SETUP, e.raw_os_error().unwrap_or(libc::EIO));
-        }
-        // As execvp: a missing file moves on to the next directory; a file that exists but
-        // cannot be run is remembered and reported if nothing else runs.
-        let mut seen_eacces = false;
-        let mut last = libc::ENOENT;
-        for path in &prepared.candidates {
-            // SAFETY: NUL-terminated strings and NULL-terminated arrays that live until here.
-            unsafe { libc::execve(path.as_ptr(), prepared.argv_ptrs.as_ptr(), prepared.envp_ptrs.as_ptr()) };
-            last = errno();
-            match last {
-                libc::EACCES => seen_eacces = true,
-                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
-                _ => fail(STEP_EXEC, last),
-            }
-        }
-        fail(STEP_EXEC, if seen_eacces { libc::EACCES } else { last })
+        Err(Error::Start { step, on, source: err })
     }
 }
 

@@ -8,9 +8,20 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::Signal;
+use crate::pid::Pid;
+use crate::signal::number::Signal;
+use crate::sys::{RawStatus, RawWait};
 
 /// How a process ended.
+///
+/// ```
+/// use forkyard::{ExitStatus, Signal};
+///
+/// let killed = ExitStatus::Signaled { signal: Signal::KILL, core_dumped: false };
+/// assert_eq!(killed.to_string(), "killed by SIGKILL");
+/// assert_eq!(killed.shell_code(), 137); // what a shell puts in $?
+/// assert_eq!(ExitStatus::Exited(3).code(), Some(3));
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
 pub enum ExitStatus {
     /// It called `exit`/`_exit` (or returned from `main`) with this code. Only the low
@@ -78,6 +89,14 @@ impl fmt::Display for ExitStatus {
 
 /// One event that `wait` can report about a child: it ended, it was stopped, or it was
 /// continued.
+///
+/// ```
+/// use forkyard::{ExitStatus, WaitEvent};
+///
+/// let ended = WaitEvent::Ended(ExitStatus::Exited(0));
+/// assert_eq!(ended.exit_status(), Some(ExitStatus::Exited(0)));
+/// assert_eq!(WaitEvent::Continued.to_string(), "continued");
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum WaitEvent {
     /// The child ended; it is gone once this has been collected.
@@ -91,7 +110,7 @@ pub enum WaitEvent {
 
 impl WaitEvent {
     /// Decodes the `int` that `waitpid`/`wait4` store.
-    pub fn from_raw(status: libc::c_int) -> WaitEvent {
+    pub(crate) fn from_raw(status: libc::c_int) -> WaitEvent {
         if libc::WIFEXITED(status) {
             WaitEvent::Ended(ExitStatus::Exited(libc::WEXITSTATUS(status) as u8))
         } else if libc::WIFSIGNALED(status) {
@@ -107,7 +126,7 @@ impl WaitEvent {
     }
 
     /// Decodes the `si_code`/`si_status` pair that `waitid` and a SIGCHLD `siginfo` carry.
-    pub fn from_siginfo(code: libc::c_int, status: libc::c_int) -> WaitEvent {
+    pub(crate) fn from_siginfo(code: libc::c_int, status: libc::c_int) -> WaitEvent {
         match code {
             libc::CLD_EXITED => WaitEvent::Ended(ExitStatus::Exited(status as u8)),
             libc::CLD_KILLED => {
@@ -141,6 +160,18 @@ impl fmt::Display for WaitEvent {
 }
 
 /// What a finished child cost, as `wait4`/`waitid` report it.
+///
+/// ```
+/// // SAFETY: a doc-test is single-threaded; the child only spins, then ends with _exit.
+/// let mut child = match unsafe { forkyard::fork() }? {
+///     forkyard::Fork::Child => forkyard::exit_child(0),
+///     forkyard::Fork::Parent(child) => child,
+/// };
+/// child.wait()?;
+/// let usage = child.resource_usage().expect("known once collected");
+/// assert!(usage.max_rss_kib > 0);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct ResourceUsage {
     /// CPU time spent in user mode.
@@ -149,6 +180,31 @@ pub struct ResourceUsage {
     pub system: Duration,
     /// Its peak resident set size, in kibibytes.
     pub max_rss_kib: u64,
+}
+
+/// What a wait call collected, decoded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waited {
+    pub pid: Pid,
+    pub event: WaitEvent,
+    pub usage: ResourceUsage,
+}
+
+impl From<RawWait> for Waited {
+    fn from(raw: RawWait) -> Waited {
+        let event = match raw.status {
+            RawStatus::Wait(status) => WaitEvent::from_raw(status),
+            RawStatus::Siginfo { code, status } => WaitEvent::from_siginfo(code, status),
+        };
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
+        let usage = ResourceUsage {
+            user: tv(raw.rusage.ru_utime),
+            system: tv(raw.rusage.ru_stime),
+            // Linux reports ru_maxrss in kibibytes.
+            max_rss_kib: raw.rusage.ru_maxrss.max(0) as u64,
+        };
+        Waited { pid: raw.pid, event, usage }
+    }
 }
 
 #[cfg(test)]

@@ -7,11 +7,19 @@
 //! parent, is `PR_SET_PDEATHSIG`, which has a race that the helper here closes.
 
 use crate::error::{Error, Result};
-use crate::{Pid, Signal, sys};
+use crate::pid::Pid;
+use crate::signal::Signal;
+use crate::sys;
 
 /// Makes the calling process (or stops it being) the subreaper of its descendants: orphans
 /// below it are re-parented to it instead of to PID 1. A subreaper must reap them, or they
 /// pile up as zombies; use a [`crate::Reaper`] with [`crate::Scope::All`].
+///
+/// ```
+/// forkyard::subreaper::set_child_subreaper(true)?; // orphans of our descendants come to us
+/// assert!(forkyard::subreaper::is_child_subreaper()?);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn set_child_subreaper(on: bool) -> Result<()> {
     // SAFETY: prctl with an integer argument; no memory is passed.
     sys::cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, libc::c_ulong::from(on), 0, 0, 0) })
@@ -20,6 +28,11 @@ pub fn set_child_subreaper(on: bool) -> Result<()> {
 }
 
 /// Whether the calling process is a child subreaper.
+///
+/// ```
+/// assert!(!forkyard::subreaper::is_child_subreaper()?); // until set_child_subreaper(true)
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn is_child_subreaper() -> Result<bool> {
     let mut flag: libc::c_int = 0;
     // SAFETY: PR_GET_CHILD_SUBREAPER writes one int through the pointer, which is valid.
@@ -38,6 +51,16 @@ pub fn is_child_subreaper() -> Result<bool> {
 ///
 /// Beware: the signal fires when the parent **thread** that forked us exits, not the whole
 /// parent process; fork from a thread that lives as long as the child should.
+///
+/// ```
+/// use forkyard::{Pid, Signal};
+/// use forkyard::subreaper::{parent_death_signal, set_parent_death_signal};
+///
+/// set_parent_death_signal(Some(Signal::TERM), Pid::parent())?;
+/// assert_eq!(parent_death_signal()?, Some(Signal::TERM));
+/// set_parent_death_signal(None, Pid::parent())?;
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn set_parent_death_signal(signal: Option<Signal>, parent: Pid) -> Result<()> {
     let raw = signal.map_or(0, Signal::as_raw) as libc::c_ulong;
     // SAFETY: prctl with an integer argument; no memory is passed.

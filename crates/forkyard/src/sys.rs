@@ -11,8 +11,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use crate::Pid;
-use crate::status::{ResourceUsage, WaitEvent};
+use crate::pid::Pid;
 
 /// Turns a `-1` return into the thread's `errno`.
 pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -306,27 +305,26 @@ pub(crate) fn kill_group(pgid: Pid, signal: i32) -> io::Result<()> {
     cvt(unsafe { libc::kill(-pgid.as_raw(), signal) }).map(drop)
 }
 
-fn usage_from(ru: &libc::rusage) -> ResourceUsage {
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
-    ResourceUsage {
-        user: tv(ru.ru_utime),
-        system: tv(ru.ru_stime),
-        // Linux reports ru_maxrss in kibibytes.
-        max_rss_kib: ru.ru_maxrss.max(0) as u64,
-    }
+/// How the kernel packed what a wait call collected; the `status` module decodes it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RawStatus {
+    /// The `int` of `wait4`.
+    Wait(libc::c_int),
+    /// The `si_code` and `si_status` of `waitid`.
+    Siginfo { code: libc::c_int, status: libc::c_int },
 }
 
-/// What a wait call collected.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Waited {
+/// What a wait call collected, as the kernel gave it.
+#[derive(Clone, Copy)]
+pub(crate) struct RawWait {
     pub pid: Pid,
-    pub event: WaitEvent,
-    pub usage: ResourceUsage,
+    pub status: RawStatus,
+    pub rusage: libc::rusage,
 }
 
 /// `wait4(2)`: `pid` is -1 for any child. `Ok(None)` when `WNOHANG` found nothing ready.
 /// Blocking calls are retried on `EINTR`.
-pub(crate) fn wait4(pid: i32, options: libc::c_int) -> io::Result<Option<Waited>> {
+pub(crate) fn wait4(pid: i32, options: libc::c_int) -> io::Result<Option<RawWait>> {
     loop {
         let mut status: libc::c_int = 0;
         let mut ru = MaybeUninit::<libc::rusage>::zeroed();
@@ -343,16 +341,15 @@ pub(crate) fn wait4(pid: i32, options: libc::c_int) -> io::Result<Option<Waited>
             return Ok(None);
         };
         // SAFETY: the buffer was zero-initialised and the kernel filled it in.
-        let ru = unsafe { ru.assume_init() };
-        let event = WaitEvent::from_raw(status);
-        return Ok(Some(Waited { pid, event, usage: usage_from(&ru) }));
+        let rusage = unsafe { ru.assume_init() };
+        return Ok(Some(RawWait { pid, status: RawStatus::Wait(status), rusage }));
     }
 }
 
 /// The raw `waitid` system call, which (unlike glibc's wrapper) also returns the child's
 /// resource usage. `idtype` is `P_PID`, `P_PIDFD` or `P_ALL`. Blocking calls are retried on
 /// `EINTR`.
-pub(crate) fn waitid(idtype: libc::idtype_t, id: i32, options: libc::c_int) -> io::Result<Option<Waited>> {
+pub(crate) fn waitid(idtype: libc::idtype_t, id: i32, options: libc::c_int) -> io::Result<Option<RawWait>> {
     loop {
         // Zeroed so that si_pid reads 0 when WNOHANG finds nothing (the kernel leaves it).
         let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
@@ -376,9 +373,8 @@ pub(crate) fn waitid(idtype: libc::idtype_t, id: i32, options: libc::c_int) -> i
             return Ok(None);
         };
         // SAFETY: as above.
-        let ru = unsafe { ru.assume_init() };
-        let event = WaitEvent::from_siginfo(info.si_code, status);
-        return Ok(Some(Waited { pid, event, usage: usage_from(&ru) }));
+        let rusage = unsafe { ru.assume_init() };
+        return Ok(Some(RawWait { pid, status: RawStatus::Siginfo { code: info.si_code, status }, rusage }));
     }
 }
 

@@ -29,6 +29,7 @@ fn main() {
         ("grandchild_holding_the_pipe_does_not_hang", grandchild_holding_the_pipe_does_not_hang),
         ("refuses_a_multithreaded_process", refuses_a_multithreaded_process),
         ("fork_refused_by_the_process_limit_is_an_error", fork_refused_by_the_process_limit_is_an_error),
+        ("results_come_back_when_sigchld_is_ignored", results_come_back_when_sigchld_is_ignored),
     ])
 }
 
@@ -303,4 +304,23 @@ fn pipe() -> (OwnedFd, OwnedFd) {
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
     // SAFETY: both descriptors are fresh and ours.
     unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+/// Servers often set SIGCHLD to SIG_IGN; the kernel then reaps children itself and keeps no
+/// exit status, but the result travels through the pipe and must still arrive.
+fn results_come_back_when_sigchld_is_ignored() {
+    use forkyard::Disposition;
+    let before = Signal::CHLD.set_disposition(Disposition::Ignore).expect("ignore SIGCHLD");
+    assert_eq!(run_in_child(|| 42).expect("the result arrives"), 42);
+    let big = run_in_child(|| vec![7u8; 1 << 20]).expect("a streamed result arrives");
+    assert_eq!(big.len(), 1 << 20);
+    match run_in_child(|| -> u32 { panic!("boom") }) {
+        Err(Error::ChildPanicked { message, .. }) => assert_eq!(message, "boom"),
+        other => panic!("expected ChildPanicked, got {other:?}"),
+    }
+    match run_in_child(|| -> u32 { std::process::exit(3) }) {
+        Err(e @ Error::ChildLost { .. }) => assert!(e.to_string().contains("ignores SIGCHLD"), "{e}"),
+        other => panic!("expected ChildLost, got {other:?}"),
+    }
+    Signal::CHLD.set_disposition(before).expect("restore SIGCHLD");
 }

@@ -24,6 +24,7 @@ fn main() {
         ("empty_input_forks_nothing", empty_input_forks_nothing),
         ("dropping_the_pool_collects_its_workers", dropping_the_pool_collects_its_workers),
         ("zero_workers_is_refused", zero_workers_is_refused),
+        ("results_come_back_when_sigchld_is_ignored", results_come_back_when_sigchld_is_ignored),
     ])
 }
 
@@ -149,5 +150,37 @@ fn dropping_the_pool_collects_its_workers() {
 
 fn zero_workers_is_refused() {
     let err = Pool::new(0, |x: u8| x).err().expect("refused");
+    assert!(matches!(err, forkyard::Error::InvalidInput { .. }), "{err:?}");
     assert!(err.to_string().contains("at least one"), "{err}");
+}
+
+/// With SIGCHLD ignored the kernel reaps workers itself: results still arrive, a crash is
+/// still reported for its item (without the status the kernel discarded), and the pool still
+/// shuts down.
+fn results_come_back_when_sigchld_is_ignored() {
+    use forkyard::Disposition;
+    let before = Signal::CHLD.set_disposition(Disposition::Ignore).expect("ignore SIGCHLD");
+    let mut pool = Pool::new(2, |x: u32| {
+        if x == 5 {
+            std::process::abort();
+        }
+        x + 1
+    })
+    .expect("pool")
+    .with_chunk_size(1);
+    let inputs: Vec<u32> = (0..20).collect();
+    let out = pool.map(&inputs).expect("map");
+    for (x, r) in inputs.iter().zip(&out) {
+        if *x == 5 {
+            assert!(matches!(r, Err(TaskError::WorkerLost { .. })), "{r:?}");
+        } else {
+            assert_eq!(r, &Ok(x + 1));
+        }
+    }
+    let workers = pool.worker_pids();
+    drop(pool);
+    for pid in workers {
+        assert_eq!(support::state(pid), None, "worker {pid} was left behind");
+    }
+    Signal::CHLD.set_disposition(before).expect("restore SIGCHLD");
 }

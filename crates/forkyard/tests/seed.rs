@@ -4,8 +4,12 @@
 
 mod support;
 
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use forkyard::Pid;
 
 fn main() {
     support::run(&[
@@ -30,6 +34,32 @@ fn run_example(name: &str) -> Vec<String> {
     let out = Command::new(&path).env("FORKYARD_SEED_SCALE", "0.002").output().expect("running the example");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{name} failed ({}): {stdout}{}", out.status, String::from_utf8_lossy(&out.stderr));
+    stdout.lines().map(str::to_owned).collect()
+}
+
+/// Runs an example at `scale`, failing if it has not ended within `limit` (it is killed
+/// then); returns its standard output as lines.
+fn run_example_within(name: &str, scale: &str, limit: Duration) -> Vec<String> {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir: PathBuf = exe.parent().and_then(|d| d.parent()).expect("target/<profile>").join("examples");
+    // Collected through the forkyard::Child below, which can wait with a time limit.
+    #[allow(clippy::zombie_processes)]
+    let mut example = Command::new(dir.join(name))
+        .env("FORKYARD_SEED_SCALE", scale)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("running the example");
+    let pid = Pid::new(example.id() as i32).expect("a pid");
+    let mut child = forkyard::Child::from_pid(pid).expect("the example is our child");
+    let status = child.wait_timeout(limit).expect("waiting for the example");
+    if status.is_none() {
+        child.kill(forkyard::Signal::KILL).expect("kill the example");
+        child.wait().expect("reap the example");
+    }
+    let mut stdout = String::new();
+    example.stdout.take().expect("piped").read_to_string(&mut stdout).expect("reading its output");
+    let status = status.unwrap_or_else(|| panic!("{name} had not ended after {limit:?}; it printed:\n{stdout}"));
+    assert!(status.success(), "{name} failed ({status}): {stdout}");
     stdout.lines().map(str::to_owned).collect()
 }
 
@@ -84,7 +114,9 @@ fn an_orphan_is_adopted_and_collected() {
 }
 
 fn sigchld_cuts_the_parents_sleep_short() {
-    let lines = run_example("seed_sigchld");
+    // At this scale the child sleeps 0.5 s and the parent's "1000 s" is 100 s: an example
+    // that reaped only when its sleep ran out would not finish within the 30 s allowed here.
+    let lines = run_example_within("seed_sigchld", "0.1", Duration::from_secs(30));
     let child = number_after(&lines, "the child will be PID");
     assert_eq!(number_after(&lines, "Reaped child process"), child);
     // The reap is reported before "sleep done": the sleep ended because the child was

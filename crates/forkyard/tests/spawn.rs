@@ -6,10 +6,11 @@
 mod support;
 
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
+use forkyard::error::StartStep;
 use forkyard::procs::Process;
 use forkyard::spawn::{Group, Program};
 use forkyard::{Error, ExitStatus, Launch, Signal};
@@ -32,6 +33,9 @@ fn main() {
             "a_user_switch_in_a_cgroup_from_a_process_with_threads_does_not_hang",
             a_user_switch_in_a_cgroup_from_a_process_with_threads_does_not_hang,
         ),
+        ("start_passes_listen_pid_even_with_threads", start_passes_listen_pid_even_with_threads),
+        ("spawn_refuses_listen_pid_with_threads", spawn_refuses_listen_pid_with_threads),
+        ("a_nul_byte_or_no_program_is_invalid_input", a_nul_byte_or_no_program_is_invalid_input),
     ]);
 }
 
@@ -63,24 +67,28 @@ fn arguments_environment_directory_and_output_reach_the_child() {
     assert_eq!(text, format!("first hello\n{}\noops\n", real.display()));
 }
 
-fn expect_sys(result: forkyard::Result<forkyard::Child>, want_call: &str, want_errno: i32) -> String {
+fn expect_start(result: forkyard::Result<forkyard::Child>, want_step: StartStep, want_errno: i32) -> String {
     match result {
-        Err(e @ Error::Sys { .. }) => {
-            let Error::Sys { call, source, .. } = &e else { unreachable!() };
-            assert_eq!(*call, want_call, "{e}");
+        Err(e @ Error::Start { .. }) => {
+            let Error::Start { step, source, .. } = &e else { unreachable!() };
+            assert_eq!(*step, want_step, "{e}");
             assert_eq!(source.raw_os_error(), Some(want_errno), "{e}");
             e.to_string()
         }
-        Err(other) => panic!("expected a {want_call} error, got {other}"),
+        Err(other) => panic!("expected a {want_step} error, got {other}"),
         Ok(mut child) => {
             let status = child.wait();
-            panic!("expected a {want_call} error, but the child ran ({status:?})")
+            panic!("expected a {want_step} error, but the child ran ({status:?})")
         }
     }
 }
 
 fn a_missing_program_is_an_exec_error_after_searching_path() {
-    let text = expect_sys(Launch::default().start(Program::new(["forkyard-no-such-program"])), "exec", libc::ENOENT);
+    let text = expect_start(
+        Launch::default().start(Program::new(["forkyard-no-such-program"])),
+        StartStep::Exec,
+        libc::ENOENT,
+    );
     assert!(text.contains("forkyard-no-such-program"), "the message names the program: {text}");
     // The failed child was collected: the harness would report it otherwise.
 }
@@ -90,23 +98,23 @@ fn a_file_that_cannot_be_run_is_eacces() {
     let script = dir.path().join("not-executable");
     std::fs::write(&script, "#!/bin/sh\necho no\n").expect("write");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    expect_sys(Launch::default().start(Program::new([script.as_os_str()])), "exec", libc::EACCES);
+    expect_start(Launch::default().start(Program::new([script.as_os_str()])), StartStep::Exec, libc::EACCES);
     // The same through PATH: a directory where it is not runnable, then one where it is
     // missing, still ends in EACCES (as execvp reports it).
     let mut program = Program::new(["not-executable"]);
     program.env.push(("PATH".into(), format!("{}:/nonexistent", dir.path().display()).into()));
-    expect_sys(Launch::default().start(program), "exec", libc::EACCES);
+    expect_start(Launch::default().start(program), StartStep::Exec, libc::EACCES);
 }
 
 fn a_missing_directory_is_a_chdir_error() {
     let mut program = Program::new(["true"]);
     program.cwd = Some(PathBuf::from("/nonexistent/forkyard"));
-    let text = expect_sys(Launch::default().start(program), "chdir", libc::ENOENT);
+    let text = expect_start(Launch::default().start(program), StartStep::Chdir, libc::ENOENT);
     assert!(text.contains("/nonexistent/forkyard"), "the message names the directory: {text}");
 }
 
 fn the_child_leads_its_own_process_group() {
-    let launch = Launch { group: Group::Own, ..Launch::default() };
+    let launch = Launch::new().group(Group::Own);
     let mut child = launch.start(Program::new(["sleep", "1000"])).expect("start sleep");
     let pid = child.pid();
     let me = support::wait_for("sleep to exec", support::PATIENCE, || {
@@ -126,7 +134,7 @@ fn the_child_is_born_in_the_cgroup_given() {
         return;
     };
     let handle = std::fs::File::open(&dir).expect("open the cgroup directory");
-    let launch = Launch { cgroup: Some(std::os::fd::AsRawFd::as_raw_fd(&handle)), ..Launch::default() };
+    let launch = Launch::new().cgroup(handle.as_fd());
     let (mut out, w) = pipe();
     let mut program = Program::new(["cat", "/proc/self/cgroup"]);
     program.stdio[1] = Some(w);
@@ -155,12 +163,11 @@ fn a_user_switch_in_a_cgroup_from_a_process_with_threads_does_not_hang() {
     };
     let handle = std::fs::File::open(&dir).expect("open the cgroup directory");
     let nobody = forkyard::users::credentials(Some("nobody"), None).expect("nobody exists");
-    let cgroup = std::os::fd::AsRawFd::as_raw_fd(&handle);
     // A hung child keeps `start` (a vfork) from returning: start from a thread, and fail by
     // a time limit.
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let starter = std::thread::spawn(move || {
-        let launch = Launch { cgroup: Some(cgroup), credentials: Some(nobody), ..Launch::default() };
+        let launch = Launch::new().cgroup(handle.as_fd()).credentials(nobody);
         for _ in 0..100 {
             // A thread just created, as the start happens: the moment the hang needed.
             let fresh = std::thread::spawn(|| ());
@@ -178,7 +185,65 @@ fn a_user_switch_in_a_cgroup_from_a_process_with_threads_does_not_hang() {
         }
     }
     let _ = starter.join();
-    drop(handle);
     let _ = std::fs::remove_dir(&dir);
     assert!(finished, "starting a program as nobody from a process with threads hung");
+}
+
+/// Runs `sh` to print `$LISTEN_PID $$` through `start` and returns the two numbers.
+fn listen_pid_seen_by(launch: &Launch<'_>) -> (String, String) {
+    let (mut out, w) = pipe();
+    let mut program = Program::new(["sh", "-c", "echo $LISTEN_PID $$"]);
+    program.stdio[1] = Some(w);
+    let mut child = launch.start(program).expect("start sh");
+    let mut text = String::new();
+    out.read_to_string(&mut text).expect("read");
+    assert_eq!(child.wait().expect("wait"), ExitStatus::Exited(0));
+    let mut words = text.split_whitespace().map(str::to_owned);
+    (words.next().unwrap_or_default(), words.next().unwrap_or_default())
+}
+
+/// Socket activation: LISTEN_PID naming this process is renamed to the child, which will use
+/// the sockets. `start` fills the child's PID into an environment built before the fork, so
+/// other threads do not matter.
+fn start_passes_listen_pid_even_with_threads() {
+    let me = forkyard::Pid::this().to_string();
+    // SAFETY: no other thread exists yet to read the environment concurrently.
+    unsafe { std::env::set_var("LISTEN_PID", &me) };
+    let (listen_pid, child) = listen_pid_seen_by(&Launch::new().pass_listen_pid(true));
+    assert_eq!(listen_pid, child, "LISTEN_PID names the child");
+    let (listen_pid, _) = listen_pid_seen_by(&Launch::new());
+    assert_eq!(listen_pid, me, "left alone unless asked");
+    let (park_tx, park_rx) = std::sync::mpsc::channel::<()>();
+    let parked = std::thread::spawn(move || park_rx.recv());
+    let (listen_pid, child) = listen_pid_seen_by(&Launch::new().pass_listen_pid(true));
+    assert_eq!(listen_pid, child, "LISTEN_PID names the child, from a process with threads");
+    drop(park_tx);
+    let _ = parked.join();
+}
+
+/// `spawn` would call setenv in the child, which may deadlock when another thread held the
+/// environment lock at the fork: with threads, it refuses, and says why.
+fn spawn_refuses_listen_pid_with_threads() {
+    let (park_tx, park_rx) = std::sync::mpsc::channel::<()>();
+    let parked = std::thread::spawn(move || park_rx.recv());
+    let refused = Launch::new().pass_listen_pid(true).spawn(&mut std::process::Command::new("true"));
+    drop(park_tx);
+    let _ = parked.join();
+    match refused {
+        Err(e @ Error::Unsupported { .. }) => assert!(e.to_string().contains("2 threads"), "{e}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let mut child =
+        Launch::new().pass_listen_pid(true).spawn(&mut std::process::Command::new("true")).expect("one thread");
+    assert_eq!(child.wait().expect("wait"), ExitStatus::Exited(0));
+}
+
+/// Input that can never run is the caller's mistake, told apart from a kernel refusal.
+fn a_nul_byte_or_no_program_is_invalid_input() {
+    for program in [Program::new(["sh", "-c", "echo a\0b"]), Program::new(Vec::<String>::new())] {
+        match Launch::new().start(program) {
+            Err(e @ Error::InvalidInput { .. }) => assert_eq!(e.raw_os_error(), None, "{e}"),
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+    }
 }

@@ -136,7 +136,7 @@ pub fn main(args: &[OsString], inherited: Inherited) -> i32 {
                 Err(e) => return bad(format!("--pdeathsig: {e}")),
             },
             'N' => init.subreaper = Subreaper::No,
-            'G' => match forkyard::parse_duration(&value) {
+            'G' => match forkyard::time::parse_duration(&value) {
                 Ok(d) => grace = Some(d),
                 Err(e) => return bad(format!("--grace: {e}")),
             },

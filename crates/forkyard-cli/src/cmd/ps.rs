@@ -69,26 +69,24 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// User names from /etc/passwd, read once; unknown IDs print as numbers.
-struct Users(HashMap<u32, String>);
+/// User names looked up through NSS (so LDAP and sssd users are named too), each once;
+/// unknown IDs print as numbers.
+struct Users(std::cell::RefCell<HashMap<u32, String>>);
 
 impl Users {
     fn load() -> Users {
-        let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let map = text
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split(':');
-                let name = f.next()?;
-                let uid = f.nth(1)?.parse().ok()?;
-                Some((uid, name.to_string()))
-            })
-            .collect();
-        Users(map)
+        Users(std::cell::RefCell::new(HashMap::new()))
     }
 
     fn name(&self, uid: u32) -> String {
-        self.0.get(&uid).cloned().unwrap_or_else(|| uid.to_string())
+        self.0
+            .borrow_mut()
+            .entry(uid)
+            .or_insert_with(|| match forkyard::users::user_by_uid(uid) {
+                Ok(Some(user)) => user.name,
+                _ => uid.to_string(),
+            })
+            .clone()
     }
 }
 
@@ -193,7 +191,7 @@ fn table(procs: &[&Process], args: &Args, out: &mut impl Write) -> Result<()> {
         return Ok(());
     }
     let users = Users::load();
-    let rows: Vec<([String; 8], String)> = procs.iter().map(|p| (cells(p, &users), p.command())).collect();
+    let rows: Vec<([String; 8], String)> = procs.iter().map(|p| (cells(p, &users), shown_command(p))).collect();
     print_rows(&rows, args, out)?;
     Ok(())
 }
@@ -225,7 +223,7 @@ fn tree(entries: &[TreeEntry<'_>], args: &Args, out: &mut impl Write) -> Result<
             prefix.push_str(if e.last { "└─ " } else { "├─ " });
         }
         open.push(!e.last);
-        rows.push((cells(e.process, &users), format!("{prefix}{}", e.process.command())));
+        rows.push((cells(e.process, &users), format!("{prefix}{}", shown_command(e.process))));
     }
     print_rows(&rows, args, out)?;
     Ok(())
@@ -240,37 +238,89 @@ fn zombies(snap: &Snapshot, args: &Args, out: &mut impl Write) -> Result<()> {
         .filter_map(|pp| Process::read(pp).ok().flatten().map(|p| (pp, p)))
         .collect();
     let parent_command = |z: &Process| z.ppid.and_then(|pp| parents.get(&pp)).map(Process::command);
-    if args.json {
-        #[derive(serde::Serialize)]
-        struct Zombie<'a> {
-            #[serde(flatten)]
-            process: &'a Process,
-            parent_command: Option<String>,
-        }
-        let list: Vec<Zombie<'_>> =
-            zombies.iter().map(|z| Zombie { process: z, parent_command: parent_command(z) }).collect();
-        serde_json::to_writer_pretty(&mut *out, &list)?;
-        writeln!(out)?;
-        return Ok(());
+    if !args.json {
+        return zombie_table(&zombies, |z| parent_command(z).map(|c| printable(&c, Field::Args)), args, out);
     }
+    // JSON escapes control characters itself, so the text goes out as it is.
+    #[derive(serde::Serialize)]
+    struct Zombie<'a> {
+        #[serde(flatten)]
+        process: &'a Process,
+        parent_command: Option<String>,
+    }
+    let list: Vec<Zombie<'_>> =
+        zombies.iter().map(|z| Zombie { process: z, parent_command: parent_command(z) }).collect();
+    serde_json::to_writer_pretty(&mut *out, &list)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn zombie_table(
+    zombies: &[&Process],
+    parent_command: impl Fn(&Process) -> Option<String>,
+    args: &Args,
+    out: &mut impl Write,
+) -> Result<()> {
     let w_pid = zombies.iter().map(|z| z.pid.to_string().len()).max().unwrap_or(0).max(3);
     let w_ppid = zombies.iter().map(|z| z.ppid.map_or(1, |p| p.to_string().len())).max().unwrap_or(0).max(4);
-    let w_cmd = zombies.iter().map(|z| z.command().len() + 11).max().unwrap_or(0).max(7);
+    let w_cmd = zombies.iter().map(|z| shown_command(z).chars().count() + 11).max().unwrap_or(0).max(7);
     if !args.no_header {
         writeln!(out, "{:>w_pid$} {:>w_ppid$} {:<w_cmd$} PARENT (which should collect it)", "PID", "PPID", "COMMAND")?;
     }
-    for z in &zombies {
+    for z in zombies {
         let parent = parent_command(z).unwrap_or_else(|| "?".to_string());
         let ppid = z.ppid.map_or_else(|| "0".to_string(), |p| p.to_string());
-        let cmd = format!("{} <defunct>", z.command());
+        let cmd = format!("{} <defunct>", shown_command(z));
         writeln!(out, "{:>w_pid$} {ppid:>w_ppid$} {cmd:<w_cmd$} {parent}", z.pid)?;
     }
     Ok(())
 }
 
+/// Which kind of text [`printable`] cleans.
+#[derive(Clone, Copy)]
+enum Field {
+    /// A process name (`comm`).
+    Comm,
+    /// A command line, its arguments joined by spaces.
+    Args,
+}
+
+/// A process name or command line made safe for a terminal, as procps 4's `ps` shows them in
+/// a UTF-8 locale: every control character becomes `?` (an escape sequence cannot colour the
+/// screen, a newline cannot split a row), except that a newline inside a command line shows
+/// as a space; text that was not UTF-8 (read as U+FFFD) shows as `?` too. Seen with procps
+/// 4.0.2 on a `sh` started with argv[0] `"\x1b[31mred\n)("`: `ps -o args=` printed
+/// `?[31mred )( ...`, and `ps -o comm=` printed `?[31mred?)(` for that name set by prctl.
+fn printable(text: &str, field: Field) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' if matches!(field, Field::Args) => ' ',
+            c if c.is_control() || c == char::REPLACEMENT_CHARACTER => '?',
+            c => c,
+        })
+        .collect()
+}
+
+/// The COMMAND column: the command line, or `[name]` when there is none, made printable.
+fn shown_command(p: &Process) -> String {
+    if p.cmdline.is_empty() {
+        format!("[{}]", printable(&p.comm, Field::Comm))
+    } else {
+        printable(&p.command(), Field::Args)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_shown_as_procps_shows_them() {
+        let name = "\x1b[31mred\n)(\t\x7f\u{9b}";
+        assert_eq!(printable(name, Field::Comm), "?[31mred?)(???");
+        assert_eq!(printable(name, Field::Args), "?[31mred )(???");
+        assert_eq!(printable("caf\u{e9} \u{fffd}", Field::Args), "caf\u{e9} ?");
+    }
 
     #[test]
     fn terminal_names_match_procps() {

@@ -13,7 +13,8 @@ use std::time::Duration;
 use ::toml::{Spanned, Value};
 use serde::Deserialize;
 
-use forkyard::{Signal, parse_duration};
+use forkyard::Signal;
+use forkyard::time::parse_duration;
 
 use super::model::{Check, CommandLine, Condition, HttpCheck, Origin, Position, Probe, Restart, Unit};
 use super::{ConfigError, ControlSettings, MAX_LOG_LINES, Plan, base_dir, dotenv, order, valid_name};

@@ -23,6 +23,7 @@ use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use forkyard::error::StartStep;
 use forkyard::signal::SignalInfo;
 use forkyard::spawn::{Group, Launch, Program};
 use forkyard::{Pid, Reaper, Scope, Signal, SignalFd, SignalSet, Strategy};
@@ -563,18 +564,16 @@ impl<'a> Driver<'a> {
         } else {
             None
         };
-        let launch = Launch {
-            group: Group::Own,
-            signal_mask: Some(self.options.inherited.mask),
-            dispositions: self.options.inherited.dispositions(),
+        let mut launch = Launch::new()
+            .group(Group::Own)
+            .signal_mask(self.options.inherited.mask)
+            .dispositions(self.options.inherited.dispositions())
             // If `up` dies (kill -9, the OOM killer), the service is asked to stop as `up`
             // would have asked; set in the child after its credentials change (which clears
             // it).
-            parent_death_signal: Some(unit.stop_signal),
-            credentials,
-            cgroup: self.slots[i].cgroup.as_ref().map(UnitCgroup::raw_fd),
-            ..Launch::default()
-        };
+            .parent_death_signal(unit.stop_signal);
+        launch.credentials = credentials;
+        launch.cgroup = self.slots[i].cgroup.as_ref().map(UnitCgroup::dir_fd);
         let child = match launch.start(program) {
             Ok(child) => child,
             Err(e) => {
@@ -708,15 +707,13 @@ impl<'a> Driver<'a> {
                 }
                 // In its own process group, to be killed whole on timeout, and in the unit's
                 // cgroup, to go with the unit's tree.
-                let launch = Launch {
-                    group: Group::Own,
-                    signal_mask: Some(self.options.inherited.mask),
-                    dispositions: self.options.inherited.dispositions(),
-                    parent_death_signal: Some(Signal::KILL),
-                    credentials,
-                    cgroup: self.slots[i].cgroup.as_ref().map(UnitCgroup::raw_fd),
-                    ..Launch::default()
-                };
+                let mut launch = Launch::new()
+                    .group(Group::Own)
+                    .signal_mask(self.options.inherited.mask)
+                    .dispositions(self.options.inherited.dispositions())
+                    .parent_death_signal(Signal::KILL);
+                launch.credentials = credentials;
+                launch.cgroup = self.slots[i].cgroup.as_ref().map(UnitCgroup::dir_fd);
                 match launch.start(program).and_then(|c| self.reaper.watch(c)) {
                     Ok(pid) => {
                         self.owners.insert(pid, Owner::Probe(unit_id, run, kind, attempt));
@@ -1166,7 +1163,7 @@ fn start_error(line: &CommandLine, cwd: &std::path::Path, e: &forkyard::Error) -
         CommandLine::Shell(_) => "/bin/sh".into(),
     };
     match e {
-        forkyard::Error::Sys { call: "exec", source, .. } => {
+        forkyard::Error::Start { step: StartStep::Exec, source, .. } => {
             let code = match source.raw_os_error() {
                 Some(libc::ENOENT) | Some(libc::ENOTDIR) => 127,
                 Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) | Some(libc::EPERM) => 126,
@@ -1174,7 +1171,7 @@ fn start_error(line: &CommandLine, cwd: &std::path::Path, e: &forkyard::Error) -
             };
             (format!("{program}: {}", forkyard::error::strerror(source)), code)
         }
-        forkyard::Error::Sys { call: "chdir", source, .. } => {
+        forkyard::Error::Start { step: StartStep::Chdir, source, .. } => {
             (format!("cannot enter its directory {} (cwd): {}", cwd.display(), forkyard::error::strerror(source)), 1)
         }
         other => (other.to_string(), 1),

@@ -34,13 +34,26 @@ use std::collections::BTreeMap;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
+use crate::child::Child;
 use crate::error::{Error, Result};
-use crate::status::{ResourceUsage, WaitEvent};
-use crate::{Child, ExitStatus, Pid, Signal, sys};
+use crate::pid::Pid;
+use crate::signal::Signal;
+use crate::status::ExitStatus;
+use crate::status::{ResourceUsage, WaitEvent, Waited};
+use crate::sys;
 
 pub use signal::block_sigchld;
 
 /// How a [`Reaper`] learns that a child has died.
+///
+/// ```
+/// use forkyard::{Reaper, Scope, Strategy};
+///
+/// // Polling suits a program that cannot take SIGCHLD and has no pidfds.
+/// let reaper = Reaper::new(Strategy::Poll(std::time::Duration::from_millis(100)), Scope::OwnChildren)?;
+/// assert_eq!(reaper.watched(), 0);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Strategy {
     /// SIGCHLD through a signalfd, then `waitpid(..., WNOHANG)` until nothing is left, so
@@ -60,6 +73,16 @@ pub enum Strategy {
 }
 
 /// Which children a [`Reaper`] collects.
+///
+/// ```
+/// use forkyard::{Reaper, Scope, Strategy};
+///
+/// // Scope::All collects every child, adopted orphans too: for PID 1 or a subreaper.
+/// forkyard::reap::block_sigchld()?;
+/// let reaper = Reaper::new(Strategy::Signal, Scope::All)?;
+/// assert_eq!(reaper.watched(), 0);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
     /// Only the children handed to [`Reaper::watch`].
@@ -69,6 +92,17 @@ pub enum Scope {
 }
 
 /// One collected child.
+///
+/// ```
+/// use forkyard::{Child, Pid, Reaper, Scope, Strategy};
+///
+/// let mut reaper = Reaper::new(Strategy::Pidfd, Scope::OwnChildren)?;
+/// let sh = std::process::Command::new("true").spawn().expect("true");
+/// reaper.watch(Child::from_pid(Pid::new(sh.id() as i32).expect("a pid"))?)?;
+/// let reaped = reaper.wait()?;
+/// assert!(reaped[0].watched && reaped[0].status.success());
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reaped {
     /// Its PID (which the kernel may now reuse).
@@ -92,6 +126,19 @@ enum Backend {
 }
 
 /// Collects dead children by one [`Strategy`], within one [`Scope`].
+///
+/// ```
+/// use std::process::Command;
+/// use forkyard::{Child, ExitStatus, Pid, Reaper, Scope, Strategy};
+///
+/// // Own children only, through their pidfds: no signal involved.
+/// let mut reaper = Reaper::new(Strategy::Pidfd, Scope::OwnChildren)?;
+/// let sh = Command::new("sh").args(["-c", "exit 4"]).spawn().expect("sh");
+/// let pid = reaper.watch(Child::from_pid(Pid::new(sh.id() as i32).expect("a pid"))?)?;
+/// let reaped = reaper.wait()?;
+/// assert_eq!((reaped[0].pid, reaped[0].status), (pid, ExitStatus::Exited(4)));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub struct Reaper {
     scope: Scope,
     backend: Backend,
@@ -107,8 +154,8 @@ impl Reaper {
     /// strategy resets SIGCHLD to its default disposition if it was ignored, since the kernel
     /// discards the exit status of children whose parent ignores SIGCHLD.
     pub fn new(strategy: Strategy, scope: Scope) -> Result<Reaper> {
-        if Signal::CHLD.disposition()? == crate::Disposition::Ignore {
-            Signal::CHLD.set_disposition(crate::Disposition::Default)?;
+        if Signal::CHLD.disposition()? == crate::signal::Disposition::Ignore {
+            Signal::CHLD.set_disposition(crate::signal::Disposition::Default)?;
         }
         let backend = match strategy {
             Strategy::Manual => Backend::Manual,
@@ -158,10 +205,10 @@ impl Reaper {
     pub fn kill(&self, pid: Pid, signal: Signal) -> Result<()> {
         match self.watched.get(&pid) {
             Some(child) => child.kill(signal),
-            None => Err(Error::Unsupported {
-                what: "signalling an unwatched process through the reaper",
-                why: format!("{pid} is not a watched child of this reaper (already collected?)"),
-            }),
+            None => Err(Error::invalid(
+                format!("signalling process {pid} through the reaper"),
+                "it is not a watched child of this reaper (already collected?)",
+            )),
         }
     }
 
@@ -251,8 +298,8 @@ impl Reaper {
     fn sweep(&mut self, out: &mut Vec<Reaped>) -> Result<()> {
         match self.scope {
             Scope::All => loop {
-                match sys::wait4(-1, libc::WNOHANG) {
-                    Ok(Some(sys::Waited { pid, event: WaitEvent::Ended(status), usage })) => {
+                match sys::wait4(-1, libc::WNOHANG).map(|w| w.map(Waited::from)) {
+                    Ok(Some(Waited { pid, event: WaitEvent::Ended(status), usage })) => {
                         let watched = match self.watched.remove(&pid) {
                             Some(mut child) => {
                                 child.set_reaped(status, usage);

@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
+use crate::child::Child;
 use crate::error::{Error, Result};
-use crate::{Child, Pid, sys};
+use crate::pid::Pid;
+use crate::sys;
 
 pub(super) struct PidfdSet {
     epoll: sys::Epoll,

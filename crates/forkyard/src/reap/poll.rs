@@ -16,10 +16,10 @@ pub(super) struct Ticker {
 impl Ticker {
     pub(super) fn new(interval: Duration) -> Result<Ticker> {
         if interval.is_zero() {
-            return Err(Error::Unsupported {
-                what: "a polling reaper with a zero interval",
-                why: "it would spin; give an interval such as 100ms, or use Strategy::Signal".into(),
-            });
+            return Err(Error::invalid(
+                "a polling reaper with a zero interval",
+                "it would spin; give an interval such as 100ms, or use Strategy::Signal",
+            ));
         }
         Ok(Ticker { interval, next: Instant::now() + interval })
     }

@@ -10,8 +10,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::signal::Signal;
 use crate::signal::{SignalFd, SignalSet};
-use crate::{Signal, sys};
+use crate::sys;
 
 /// Blocks SIGCHLD in the calling thread, so that threads started from it afterwards
 /// inherit the block. Call it at the top of `main` if you will create a

@@ -1,15 +1,41 @@
-//! Durations written as people write them: `500ms`, `2s`, `1m30s`, `0`.
+//! Time as people write it and as processes compare it: durations like `500ms`, `2s`,
+//! `1m30s`, `0`, and the monotonic clock.
 //!
 //! Why this module exists: `forkyard init --grace 5s` and every timeout in a supervisor
 //! configuration take a duration from a person, and a bare number is ambiguous (seconds?
-//! milliseconds?). A unit is required except for zero.
+//! milliseconds?), so a unit is required except for zero. And a time taken in one process
+//! and compared in another needs a clock both share, which `std::time::Instant` does not
+//! promise.
 
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 
+/// `CLOCK_MONOTONIC` as a duration since an unspecified fixed point. Unlike
+/// `std::time::Instant` it can be sent to another process on the same machine and compared
+/// there, which is how the benchmarks time a child's exit against its reaping.
+///
+/// ```
+/// let sent = forkyard::run_in_child(forkyard::time::monotonic_now)?;
+/// assert!(forkyard::time::monotonic_now() >= sent);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
+pub fn monotonic_now() -> Duration {
+    crate::sys::monotonic_now()
+}
+
 /// Reads a duration: one or more `<number><unit>` parts (`ms`, `s`, `m`, `h`; the number may
 /// have a fraction), or `0`. `"1m30s"` is 90 seconds.
+///
+/// ```
+/// use std::time::Duration;
+/// use forkyard::time::parse_duration;
+///
+/// assert_eq!(parse_duration("1m30s")?, Duration::from_secs(90));
+/// assert_eq!(parse_duration("250ms")?, Duration::from_millis(250));
+/// assert!(parse_duration("5").is_err()); // seconds? milliseconds? say which
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn parse_duration(text: &str) -> Result<Duration> {
     let bad = |reason: &'static str| Error::BadDuration { input: text.to_string(), reason };
     let s = text.trim();
