@@ -32,7 +32,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
       "") arch=$(uname -m) ;; \
       *) echo "forkyard builds for amd64 and arm64, not $TARGETARCH" >&2; exit 1 ;; \
     esac \
-    && bin=$(scripts/build-static.sh "$arch" | tail -n 1) \
+    && bin=$(scripts/build-static.sh "$arch") \
     && install -D -m 0755 "$bin" /out/usr/local/bin/forkyard \
     && if [ "$arch" = "$(uname -m)" ]; then /out/usr/local/bin/forkyard --version; fi
 

@@ -10,8 +10,8 @@
 # of https probes, has C and assembly parts): musl-gcc (Debian's musl-tools) for this
 # machine's architecture, Debian's gcc-ARCH-linux-gnu cross compiler for the other, which
 # also links (Rust brings musl's own start files and libc.a for its musl targets).
-# Progress goes to standard error; the last line on standard output is the binary's path,
-# e.g. target/x86_64-unknown-linux-musl/init/forkyard.
+# Progress goes to standard error; standard output is one line, the binary's path, e.g.
+# target/x86_64-unknown-linux-musl/init/forkyard.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
