@@ -11,7 +11,8 @@ use clap::CommandFactory;
 
 /// Every subcommand, with init's real options: the source of the man pages and completions.
 pub fn described() -> clap::Command {
-    crate::Cli::command().mut_subcommand("init", |_| crate::cmd::init_help::command())
+    crate::Cli::command()
+        .mut_subcommand("init", |stub| crate::cmd::init_help::command().display_order(stub.get_display_order()))
 }
 
 /// What `main` parses: [`described`], with one program name in every version line.

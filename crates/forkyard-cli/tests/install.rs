@@ -34,6 +34,7 @@ fn main() {
         ("every_subcommand_has_a_man_page", every_subcommand_has_a_man_page),
         ("a_man_page_for_nothing_exits_2_naming_it", a_man_page_for_nothing_exits_2_naming_it),
         ("help_init_prints_inits_real_help", help_init_prints_inits_real_help),
+        ("help_lists_the_subcommands_in_order", help_lists_the_subcommands_in_order),
         ("every_version_line_says_forkyard", every_version_line_says_forkyard),
         ("a_path_that_is_not_there_is_not_a_path_search", a_path_that_is_not_there_is_not_a_path_search),
     ])
@@ -146,6 +147,14 @@ fn help_init_prints_inits_real_help() {
     );
     assert_eq!(stdout(&["init", "--help"]), help, "forkyard init --help and forkyard help init say the same");
     assert_eq!(stdout(&["init", "-h"]), help);
+}
+
+/// `forkyard --help` lists init in its place, though its description is put in after.
+fn help_lists_the_subcommands_in_order() {
+    let help = stdout(&["--help"]);
+    let at = |sub: &str| help.find(&format!("\n  {sub} ")).unwrap_or_else(|| panic!("{sub} not listed:\n{help}"));
+    let order = ["ps", "up", "ctl", "init", "completions", "man", "help"].map(at);
+    assert!(order.is_sorted(), "out of order ({order:?}):\n{help}");
 }
 
 fn every_version_line_says_forkyard() {
