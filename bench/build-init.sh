@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
-# Builds the small, static forkyard for use as a container's PID 1:
-#   target/x86_64-unknown-linux-musl/init/forkyard
-# (musl, statically linked, not position-independent, optimised for size). It is the same
-# program as the ordinary build, with every subcommand; only the build differs.
+# Builds the small, static forkyard the init benchmarks run as a container's PID 1, and
+# prints its path (target/x86_64-unknown-linux-musl/init/forkyard): the release build of
+# scripts/build-static.sh, quietly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
-cargo build -q --profile init --target x86_64-unknown-linux-musl -p forkyard-cli
-echo "${CARGO_TARGET_DIR:-$PWD/target}/x86_64-unknown-linux-musl/init/forkyard"
+CARGO_TERM_QUIET=true exec scripts/build-static.sh x86_64

@@ -12,13 +12,14 @@
 #![cfg_attr(not(test), no_main)]
 #![cfg_attr(test, allow(dead_code, unused_imports))]
 
+mod cli;
 mod cmd;
 mod compat;
 
 use std::ffi::{OsString, c_char, c_int};
 use std::path::Path;
 
-use clap::{Parser, Subcommand};
+use clap::{FromArgMatches, Parser, Subcommand};
 use forkyard::init::Inherited;
 use forkyard::{Disposition, Signal, SignalSet};
 
@@ -46,6 +47,10 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Print a shell's completion script for forkyard.
+    Completions(cmd::completions::Args),
+    /// Print forkyard's man page, or a subcommand's, in roff.
+    Man(cmd::man::Args),
 }
 
 /// The process's entry point (see the module comment for why it is not Rust's `main`).
@@ -91,7 +96,8 @@ fn arguments(argc: c_int, argv: *const *const c_char) -> Vec<OsString> {
 }
 
 fn subcommand(args: Vec<OsString>, inherited: Inherited) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    // `cli::parser()`: init's real options in `forkyard help init`, one name in version lines.
+    let cli = match cli::parser().try_get_matches_from(args).and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -112,6 +118,8 @@ fn subcommand(args: Vec<OsString>, inherited: Inherited) -> i32 {
     }
     let outcome = match cli.command {
         Command::Ps(args) => cmd::ps::run(&args),
+        Command::Completions(args) => cmd::completions::run(&args),
+        Command::Man(args) => cmd::man::run(&args),
         Command::Init { .. } | Command::Up(_) | Command::Ctl(_) => Ok(std::process::ExitCode::SUCCESS),
     };
     match outcome {

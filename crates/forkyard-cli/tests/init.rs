@@ -590,7 +590,7 @@ fn bad_arguments_exit_2_and_start_nothing() {
     }
     let out = run(f, &["init", "--help"]);
     assert_eq!(code(&out), 0);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--grace DURATION"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--grace <DURATION>"));
 }
 
 fn pdeathsig_is_forwarded_when_inits_parent_dies() {

@@ -131,12 +131,22 @@ fn a_closed_pipe_is_not_an_error() {
     // SAFETY: both descriptors are fresh and ours.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     drop(r);
+    // More than forkyard's 64 kB output buffer, so some write fails during the listing, not
+    // only at the final flush: 24 shells (waiting on a builtin, so their command line stays) with
+    // 4 kB each.
+    let long = "x".repeat(4096);
+    let mut fillers: Vec<std::process::Child> =
+        (0..24).map(|_| Command::new("sh").args(["-c", "exec sleep 3600", &long]).spawn().expect("sh")).collect();
     let out = Command::new(env!("CARGO_BIN_EXE_forkyard"))
         .args(["ps", "--json"])
         .stdout(Stdio::from(w))
         .stderr(Stdio::piped())
         .output()
         .expect("running forkyard");
+    for filler in &mut fillers {
+        let _ = filler.kill();
+        let _ = filler.wait();
+    }
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }

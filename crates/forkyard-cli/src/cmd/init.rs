@@ -16,7 +16,8 @@ use forkyard::spawn::Group;
 use crate::compat::err;
 use crate::compat::getopt::{HasArg, Spec};
 
-const SPEC: Spec<'static> = Spec {
+/// init's options, as getopt parses them (`init_help.rs` describes them, in step).
+pub(crate) const SPEC: Spec<'static> = Spec {
     short: "+gr:e:p:vhV",
     long: &[
         ("pgroup", HasArg::No, 'g'),
@@ -34,36 +35,6 @@ const SPEC: Spec<'static> = Spec {
 };
 
 const USAGE: &str = "usage: forkyard init [OPTIONS] [--] COMMAND [ARGS...]  (forkyard init --help for more)";
-
-const HELP: &str = "\
-forkyard init: run COMMAND as the child of an init (PID 1 of a container, or a subreaper)
-that forwards every signal to it, collects every zombie, and exits with COMMAND's status
-(128+n if signal n killed it) once the other processes have had their chance to finish.
-
-usage: forkyard init [OPTIONS] [--] COMMAND [ARGS...]
-
-options:
-  -g, --pgroup             send forwarded signals to COMMAND's whole process group
-      --setsid             run COMMAND in a new session, with the terminal as its
-                           controlling terminal
-  -r, --rewrite FROM:TO    forward TO when FROM arrives (names or numbers: TERM:QUIT,
-                           15:3, SIGRTMIN+1:USR1); TO = 0 drops FROM; repeatable
-  -e, --remap-exit FROM:TO exit with TO when the status is FROM (143:0); repeatable
-  -p, --pdeathsig SIG      receive SIG when init's own parent dies
-      --no-subreaper       do not become a child subreaper when not PID 1
-      --grace DURATION     when COMMAND exits, send SIGTERM to every remaining process,
-                           wait up to DURATION, then SIGKILL what is left (default 5s;
-                           0 exits at once, as tini does)
-      --wait-all           when COMMAND exits, wait for every remaining process to exit
-                           on its own
-  -v, --verbose            log each start, exit, collected zombie and forwarded signal
-                           (repeat for more)
-  -h, --help               print this help
-  -V, --version            print the version
-
-Messages go to standard error, prefixed \"forkyard init:\".
-Invoked as tini, docker-init, dumb-init or catatonit, forkyard takes that program's options.
-";
 
 /// A bad argument: the message, then the usage line; exit 2.
 fn bad(message: String) -> i32 {
@@ -95,6 +66,23 @@ fn parse_remap(text: &str) -> Result<(u8, u8), String> {
     Ok((parse(from)?, parse(to)?))
 }
 
+/// A command that could not be run: the shell's codes (127 when there is nothing to run,
+/// 126 when it cannot be run), with a hint that fits how it was named. PATH is searched only
+/// for a name without a slash; for a path, either nothing is there, or the file is there and
+/// what it needs to start (the interpreter of its `#!` line, or its loader) is not.
+fn exec_failure(program: &str, error: &std::io::Error) -> (i32, String) {
+    let (code, _) = forkyard::init::shell_exec_failure(program, error);
+    let hint = match (code, program.contains('/')) {
+        (127, false) => "is it installed and in PATH?",
+        (127, true) if std::path::Path::new(program).exists() => {
+            "the file is there: is the interpreter on its #! line, or its loader, installed?"
+        }
+        (127, true) => "check the path",
+        _ => "is it executable?",
+    };
+    (code, format!("forkyard init: cannot run '{program}': {} ({hint})", crate::compat::strerror(error)))
+}
+
 /// Runs `forkyard init` with the arguments after `init`; returns the exit code.
 pub fn main(args: &[OsString], inherited: Inherited) -> i32 {
     let parsed = SPEC.parse(args);
@@ -102,13 +90,15 @@ pub fn main(args: &[OsString], inherited: Inherited) -> i32 {
         return bad(e);
     }
     let mut init = Init::new(Vec::new(), inherited);
+    init.exec_failure = exec_failure;
     let mut grace: Option<Duration> = None;
     let mut wait_all = false;
     for (opt, value) in parsed.options {
         let value = value.unwrap_or_default();
         match opt {
             'h' => {
-                crate::compat::out(HELP);
+                // Built only when asked for: the description lives in `init_help.rs`.
+                crate::compat::out(&super::init_help::help());
                 return 0;
             }
             'V' => {

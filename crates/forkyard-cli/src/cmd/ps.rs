@@ -186,7 +186,9 @@ fn print_rows(rows: &[([String; 8], String)], args: &Args, out: &mut impl Write)
 
 fn table(procs: &[&Process], args: &Args, out: &mut impl Write) -> Result<()> {
     if args.json {
-        serde_json::to_writer_pretty(&mut *out, procs)?;
+        // As an io::Error (serde_json keeps its kind), so that a reader gone mid-way (a list
+        // longer than the buffer) is the broken pipe `main` treats as success.
+        serde_json::to_writer_pretty(&mut *out, procs).map_err(io::Error::from)?;
         writeln!(out)?;
         return Ok(());
     }
@@ -205,7 +207,7 @@ fn tree(entries: &[TreeEntry<'_>], args: &Args, out: &mut impl Write) -> Result<
             process: &'a Process,
         }
         let nodes: Vec<Node<'_>> = entries.iter().map(|e| Node { depth: e.depth, process: e.process }).collect();
-        serde_json::to_writer_pretty(&mut *out, &nodes)?;
+        serde_json::to_writer_pretty(&mut *out, &nodes).map_err(io::Error::from)?;
         writeln!(out)?;
         return Ok(());
     }
@@ -250,7 +252,7 @@ fn zombies(snap: &Snapshot, args: &Args, out: &mut impl Write) -> Result<()> {
     }
     let list: Vec<Zombie<'_>> =
         zombies.iter().map(|z| Zombie { process: z, parent_command: parent_command(z) }).collect();
-    serde_json::to_writer_pretty(&mut *out, &list)?;
+    serde_json::to_writer_pretty(&mut *out, &list).map_err(io::Error::from)?;
     writeln!(out)?;
     Ok(())
 }
