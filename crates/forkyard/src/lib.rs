@@ -33,7 +33,6 @@ pub mod child;
 mod duration;
 pub mod error;
 pub mod fork;
-pub mod init;
 mod pid;
 pub mod pool;
 pub mod procs;
@@ -52,7 +51,7 @@ pub use fork::{Fork, exit_child, fork, run_in_child, run_in_child_unchecked};
 pub use pid::Pid;
 pub use pool::{Pool, TaskError};
 pub use reap::{Reaped, Reaper, Scope, Strategy};
-pub use signal::{Disposition, Signal, SignalFd, SignalSet};
+pub use signal::{Disposition, Inherited, Signal, SignalFd, SignalSet};
 pub use spawn::Launch;
 pub use status::{ExitStatus, ResourceUsage, WaitEvent};
 
