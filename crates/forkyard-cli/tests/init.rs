@@ -222,6 +222,8 @@ fn adopted() -> i32 {
         }
         // SAFETY: single-threaded helper; the children make system calls only, then _exit.
         match unsafe { libc::fork() } {
+            // SAFETY: the middle child forks once, reports the PID and _exits; the grandchild
+            // reads until the pipe's end and _exits.
             0 => unsafe {
                 match libc::fork() {
                     0 => {
