@@ -5,6 +5,8 @@
 # program as the ordinary build, with every subcommand; only the build differs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# musl-gcc links the C parts a dependency may build for the musl target (Debian: musl-tools).
+command -v musl-gcc >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq musl-tools >/dev/null; } >&2
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
 cargo build -q --profile init --target x86_64-unknown-linux-musl -p forkyard-cli
 echo "${CARGO_TARGET_DIR:-$PWD/target}/x86_64-unknown-linux-musl/init/forkyard"
