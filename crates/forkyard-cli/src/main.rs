@@ -20,8 +20,7 @@ use std::ffi::{OsString, c_char, c_int};
 use std::path::Path;
 
 use clap::{FromArgMatches, Parser, Subcommand};
-use forkyard::init::Inherited;
-use forkyard::{Disposition, Signal, SignalSet};
+use forkyard::{Disposition, Inherited, Signal};
 
 /// Fork work into child processes, supervise them, and never leave a zombie or an orphan
 /// behind.
@@ -58,11 +57,7 @@ enum Command {
 #[unsafe(no_mangle)]
 pub extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
     // Before anything changes them.
-    let inherited = Inherited::capture().unwrap_or(Inherited {
-        mask: SignalSet::empty(),
-        sigchld: Disposition::Default,
-        sigpipe: Disposition::Default,
-    });
+    let inherited = Inherited::capture().unwrap_or(Inherited::pristine());
     let args = arguments(argc, argv);
     let invoked = args.first().and_then(|a| Path::new(a).file_name()).and_then(|n| n.to_str()).unwrap_or("forkyard");
     let code = match invoked {

@@ -55,6 +55,10 @@ fn main() {
         ("tini_mode_keeps_the_signal_configuration", tini_mode_keeps_the_signal_configuration),
         ("catatonit_mode", catatonit_mode),
         ("catatonit_pause_mode", catatonit_pause_mode),
+        ("inherited_subreaper_forkyard_init", inherited_subreaper_forkyard_init),
+        ("inherited_subreaper_tini", inherited_subreaper_tini),
+        ("inherited_subreaper_dumb_init", inherited_subreaper_dumb_init),
+        ("inherited_subreaper_catatonit", inherited_subreaper_catatonit),
     ])
 }
 
@@ -65,6 +69,7 @@ fn run_helper(which: &str) -> i32 {
         "sigprobe" => sigprobe(),
         "orphans" => orphans(),
         "coalesce" => coalesce(),
+        "adopted" => adopted(),
         other => {
             eprintln!("unknown helper {other}");
             100
@@ -194,6 +199,86 @@ fn coalesce() -> i32 {
     let _ = std::io::stdout().flush();
     wait_stdin();
     7
+}
+
+/// Run by an init that is not PID 1: makes 10 orphans and checks that each was re-parented
+/// to the init (its parent, whose PID it knows) and, once they exit, collected by it. Prints
+/// `adopted and reaped 10` and exits 0, or prints what went wrong and exits 1.
+fn adopted() -> i32 {
+    // SAFETY: getppid has no preconditions.
+    let init = unsafe { libc::getppid() };
+    let mut hold = [0; 2];
+    // SAFETY: a valid array of two ints; the grandchildren block reading `hold[0]` until this
+    // process closes `hold[1]`.
+    if unsafe { libc::pipe(hold.as_mut_ptr()) } != 0 {
+        return 2;
+    }
+    let mut orphans = Vec::new();
+    for _ in 0..10 {
+        let mut back = [0; 2];
+        // SAFETY: as above; the middle child sends the grandchild's PID back through it.
+        if unsafe { libc::pipe(back.as_mut_ptr()) } != 0 {
+            return 2;
+        }
+        // SAFETY: single-threaded helper; the children make system calls only, then _exit.
+        match unsafe { libc::fork() } {
+            // SAFETY: the middle child forks once, reports the PID and _exits; the grandchild
+            // reads until the pipe's end and _exits.
+            0 => unsafe {
+                match libc::fork() {
+                    0 => {
+                        libc::close(hold[1]);
+                        let mut b = [0u8; 1];
+                        while libc::read(hold[0], b.as_mut_ptr().cast(), 1) > 0 {}
+                        libc::_exit(0)
+                    }
+                    grandchild => {
+                        let bytes = grandchild.to_ne_bytes();
+                        libc::write(back[1], bytes.as_ptr().cast(), bytes.len());
+                        libc::_exit(0)
+                    }
+                }
+            },
+            middle if middle > 0 => {
+                let mut bytes = [0u8; 4];
+                // SAFETY: reading 4 bytes into a valid buffer; collecting the middle child;
+                // closing the pipe's two ends, which are ours.
+                unsafe {
+                    libc::read(back[0], bytes.as_mut_ptr().cast(), 4);
+                    libc::waitpid(middle, std::ptr::null_mut(), 0);
+                    libc::close(back[0]);
+                    libc::close(back[1]);
+                }
+                orphans.push(i32::from_ne_bytes(bytes));
+            }
+            _ => return 2,
+        }
+    }
+    let ppid_of = |pid: i32| -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+    };
+    for &pid in &orphans {
+        if ppid_of(pid) != Some(init) {
+            println!("orphan {pid} went to {:?}, not to the init {init}", ppid_of(pid));
+            return 1;
+        }
+    }
+    // SAFETY: closing our write end: every orphan's read ends and it exits.
+    unsafe { libc::close(hold[1]) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while orphans.iter().any(|&pid| ppid_of(pid).is_some()) {
+        if std::time::Instant::now() > deadline {
+            println!(
+                "orphans not collected: {:?}",
+                orphans.iter().filter(|&&p| ppid_of(p).is_some()).collect::<Vec<_>>()
+            );
+            return 1;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("adopted and reaped {}", orphans.len());
+    0
 }
 
 // --- tools -------------------------------------------------------------------------------
@@ -992,4 +1077,68 @@ fn catatonit_pause_mode() {
     let status = support::wait_for("pause mode to end", support::PATIENCE, || child.try_wait().expect("try_wait"));
     assert_eq!(status.code(), Some(0), "SIGUSR1 ignored, SIGTERM ends it with 0");
     let _ = std::io::stdin().read(&mut []);
+}
+
+// --- started already a child subreaper ---------------------------------------------------------
+
+/// Runs `program args... HELPER` as a launcher would that made it a child subreaper before
+/// `execve` (the flag survives it), with the `adopted` helper as the command.
+fn launched_as_subreaper(program: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(program);
+    cmd.args(args).arg(me()).env("FORKYARD_TEST_HELPER", "adopted").stdin(Stdio::null());
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().expect("run the init")
+}
+
+/// The command's orphans went to the init and were collected; it exited 0.
+fn assert_adopted_and_reaped(out: &Output) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("adopted and reaped 10"), "stdout: {stdout}\nstderr: {}", stderr(out));
+    assert_eq!(code(out), 0, "{}", stderr(out));
+}
+
+fn inherited_subreaper_forkyard_init() {
+    // With --no-subreaper init sets nothing itself: the inherited flag is what adopts.
+    let out = launched_as_subreaper(Path::new(forkyard_bin()), &["init", "--no-subreaper", "-vv", "--"]);
+    assert_adopted_and_reaped(&out);
+    let err = stderr(&out);
+    assert!(err.contains("forkyard init: already a child subreaper"), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+}
+
+fn inherited_subreaper_tini() {
+    let dir = compat_dir();
+    // No -s and not PID 1, but started a subreaper: tini checks the flag and keeps quiet.
+    let out = launched_as_subreaper(&dir.path().join("tini"), &["--"]);
+    assert_adopted_and_reaped(&out);
+    let err = stderr(&out);
+    assert!(!err.contains("WARN") && !err.contains("isn't registered as a child subreaper"), "{err}");
+    // The control: the same start without the flag warns.
+    let out = run(&dir.path().join("tini"), &["true"]);
+    assert!(stderr(&out).contains("isn't registered as a child subreaper"), "{}", stderr(&out));
+}
+
+fn inherited_subreaper_dumb_init() {
+    let dir = compat_dir();
+    // dumb-init never asks for the flag; started with it, it collects what it is given.
+    for args in [&["-c"][..], &[][..]] {
+        let out = launched_as_subreaper(&dir.path().join("dumb-init"), args);
+        assert_adopted_and_reaped(&out);
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}
+
+fn inherited_subreaper_catatonit() {
+    let dir = compat_dir();
+    let out = launched_as_subreaper(&dir.path().join("catatonit"), &["--"]);
+    assert_adopted_and_reaped(&out);
+    assert_eq!(stderr(&out), "");
 }

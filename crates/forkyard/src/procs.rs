@@ -1,10 +1,12 @@
-//! A view of processes from `/proc`: states, parents, zombies, trees.
+//! A view of processes from `/proc`: states, parents, zombies, trees, and the routines that
+//! act on what it finds (signal every descendant, list open descriptors).
 //!
 //! Why this module exists: the seed *shows* its claims with `ps ax` (a child marked `Z+` and
 //! `<defunct>`, an orphan re-parented to PID 1). forkyard turns those observations into
 //! data: the tests assert a child's state is `Z` until reaped, and `forkyard ps` prints the
 //! same snapshot as a table. A process that ends while we scan is skipped, not an error:
-//! on a live system that is the normal case.
+//! on a live system that is the normal case. The init and the supervisor both end by
+//! signalling everything below them, which only `/proc` can list; that walk lives here once.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,6 +18,7 @@ use procfs::process::Process as ProcfsProcess;
 
 use crate::error::{Error, Result};
 use crate::pid::Pid;
+use crate::signal::Signal;
 
 /// The scheduler state of a process, as the letter in `/proc/PID/stat` and `ps` shows it.
 ///
@@ -490,6 +493,13 @@ impl Snapshot {
         self.tree(pid).into_iter().skip(1).map(|e| e.process).collect()
     }
 
+    /// Sends `signal` to every live (not zombie) descendant of `pid` in this snapshot; returns
+    /// how many received it. Processes started after the snapshot are not reached: call again
+    /// (with a new snapshot) until nothing is left.
+    pub fn signal_descendants(&self, pid: Pid, signal: Signal) -> usize {
+        self.descendants(pid).iter().filter(|p| !p.is_zombie()).filter(|p| signal.send(p.pid).is_ok()).count()
+    }
+
     /// The tree rooted at `pid`, in pre-order, the root first. Empty if `pid` is not in the
     /// snapshot.
     pub fn tree(&self, pid: Pid) -> Vec<TreeEntry<'_>> {
@@ -535,6 +545,45 @@ impl Snapshot {
             }
         }
     }
+}
+
+/// Sends `signal` to every live descendant of `pid`, found in a fresh scan of `/proc`
+/// (parent links only, no command lines); returns how many received it.
+pub fn signal_descendants(pid: Pid, signal: Signal) -> Result<usize> {
+    let snap = Snapshot::take_with(ScanOptions { cmdline: false, threads: 1 })?;
+    Ok(snap.signal_descendants(pid, signal))
+}
+
+/// Sends `signal` to every descendant of the calling process. As PID 1 of a namespace that is
+/// every other process in it, reached with one `kill(-1)` and no scan; the kernel does not
+/// say how many it reached, so the count is then 1 for "at least one" and 0 for none.
+/// Otherwise as [`signal_descendants`].
+pub fn signal_own_descendants(signal: Signal) -> Result<usize> {
+    if Pid::this() != Pid::INIT {
+        return signal_descendants(Pid::this(), signal);
+    }
+    // SAFETY: kill(-1, sig) signals every process we may signal except ourselves; no memory
+    // is passed.
+    match unsafe { libc::kill(-1, signal.as_raw()) } {
+        0 => Ok(1),
+        _ => match std::io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::ESRCH) => Ok(0),
+            e => Err(Error::sys("kill", format!("every process of the namespace (-1, {signal})"), e)),
+        },
+    }
+}
+
+/// The descriptors the calling process has open now, from `/proc/self/fd`, in increasing
+/// order (the one used to read the directory, closed by the time this returns, is left out).
+/// Empty if `/proc` is not mounted.
+pub fn open_fds() -> Vec<std::os::fd::RawFd> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
+    let mut fds: Vec<std::os::fd::RawFd> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    // The directory being read was listed too; keep only what is still open.
+    // SAFETY: F_GETFD on any number only reads the descriptor table.
+    fds.retain(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1);
+    fds.sort_unstable();
+    fds
 }
 
 #[cfg(test)]

@@ -95,6 +95,46 @@ pub enum Disposition {
     Handler,
 }
 
+/// The signal state a process inherited, captured before it changes anything, so that the
+/// commands it starts get the same (an init or a supervisor blocks and takes signals for
+/// itself; its children must not see that).
+#[derive(Clone, Copy, Debug)]
+pub struct Inherited {
+    /// The signal mask.
+    pub mask: SignalSet,
+    /// SIGCHLD's disposition (a reaper must not ignore it, or exit statuses are lost).
+    pub sigchld: Disposition,
+    /// SIGPIPE's disposition (`std::process::Command` resets it in its children).
+    pub sigpipe: Disposition,
+}
+
+impl Inherited {
+    /// Reads them now. Call this first: a Rust program's runtime sets SIGPIPE to "ignore"
+    /// before `main`, so an exact picture needs a `#![no_main]` binary (as `forkyard` is).
+    pub fn capture() -> Result<Inherited> {
+        Ok(Inherited {
+            mask: SignalSet::thread_mask()?,
+            sigchld: Signal::CHLD.disposition()?,
+            sigpipe: Signal::PIPE.disposition()?,
+        })
+    }
+
+    /// Nothing blocked, nothing ignored: what to assume when [`Inherited::capture`] fails.
+    pub fn pristine() -> Inherited {
+        Inherited { mask: SignalSet::empty(), sigchld: Disposition::Default, sigpipe: Disposition::Default }
+    }
+
+    /// The dispositions to hand a started command back: SIGPIPE's always (the Rust runtime
+    /// and `std::process` change it), SIGCHLD's if it was ignored.
+    pub fn dispositions(&self) -> Vec<(Signal, Disposition)> {
+        let mut list = vec![(Signal::PIPE, self.sigpipe)];
+        if self.sigchld == Disposition::Ignore {
+            list.push((Signal::CHLD, Disposition::Ignore));
+        }
+        list
+    }
+}
+
 /// A set of signals (a `sigset_t`), used for masks and for signalfds.
 ///
 /// ```

@@ -109,6 +109,18 @@ pub enum WaitEvent {
 }
 
 impl WaitEvent {
+    /// Decodes the status word that `waitpid(2)` and `wait4(2)` store, for a caller that
+    /// makes the call itself (an init that asks the kernel for nothing more than the status).
+    ///
+    /// ```
+    /// use forkyard::{ExitStatus, WaitEvent};
+    ///
+    /// assert_eq!(WaitEvent::from_wait_status(3 << 8), WaitEvent::Ended(ExitStatus::Exited(3)));
+    /// ```
+    pub fn from_wait_status(status: i32) -> WaitEvent {
+        WaitEvent::from_raw(status)
+    }
+
     /// Decodes the `int` that `waitpid`/`wait4` store.
     pub(crate) fn from_raw(status: libc::c_int) -> WaitEvent {
         if libc::WIFEXITED(status) {

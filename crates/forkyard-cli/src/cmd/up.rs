@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use forkyard::init::Inherited;
+use forkyard::Inherited;
 use forkyard_supervise::config::{self, Condition, Restart};
 use forkyard_supervise::notice::{BlockedBecause, Notice, ProbeFailure, TreeMethod};
 

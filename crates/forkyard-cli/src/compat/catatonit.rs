@@ -12,9 +12,11 @@
 
 use std::ffi::OsString;
 
-use forkyard::Signal;
-use forkyard::init::{AfterExit, Event, ForwardTo, Inherited, Init, JobControl, Level, LogSink, Subreaper};
 use forkyard::spawn::Group;
+use forkyard::{Inherited, Signal};
+use forkyard_init::{AfterExit, Event, Failure, ForwardTo, Init, JobControl, Subreaper};
+
+use crate::cmd::init::{Level, LogSink, forkyard_words, setup_failed};
 
 use super::getopt::{HasArg, Spec};
 use super::{err, out};
@@ -53,10 +55,10 @@ fn line(level: Level, message: &str) -> String {
 
 /// forkyard's wording, after catatonit's name.
 fn report(event: &Event<'_>, out: &LogSink) {
-    forkyard::init::forkyard_words(event, out, "catatonit")
+    forkyard_words(event, out, "catatonit")
 }
 
-fn exec_failure(_program: &str, error: &std::io::Error) -> (i32, String) {
+fn exec_failure(error: &std::io::Error) -> (i32, String) {
     (1, line(Level::Error, &format!("failed to exec pid1: {}", super::strerror(error))))
 }
 
@@ -72,10 +74,7 @@ pub fn main(args: &[OsString], inherited: Inherited) -> i32 {
     init.leave_unblocked =
         vec![Signal::FPE, Signal::ILL, Signal::SEGV, Signal::BUS, Signal::ABRT, Signal::TRAP, Signal::SYS];
     init.pass_listen_pid = true;
-    init.close_inherited_fds = true;
     init.group = Group::Own;
-    init.report = report;
-    init.exec_failure = exec_failure;
     let mut pause = false;
     for (opt, _) in parsed.options {
         match opt {
@@ -101,13 +100,28 @@ pub fn main(args: &[OsString], inherited: Inherited) -> i32 {
         err(&format!("{name}: {e}\n{}", usage(name)));
         return 1;
     }
-    if pause {
-        return forkyard::init::pause(&init);
-    }
-    let Some(command) = super::command(parsed.operands) else {
-        err(&format!("{}\n{}", line(Level::Error, "missing program name"), usage(name)));
-        return 1;
+    let sink = LogSink::new(0);
+    let mut log = |event: &Event<'_>| report(event, &sink);
+    let result = if pause {
+        forkyard_init::pause(&init, &mut log)
+    } else {
+        let Some(command) = super::command(parsed.operands) else {
+            err(&format!("{}\n{}", line(Level::Error, "missing program name"), usage(name)));
+            return 1;
+        };
+        init.command = command;
+        // SAFETY: this runs in the binary's `main`, which owns no descriptor above 2: whatever
+        // is open there was inherited from the launcher (catatonit closes them too).
+        unsafe { init.close_inherited_fds() };
+        forkyard_init::run(&init, &mut log)
     };
-    init.command = command;
-    forkyard::init::run(&init)
+    match result {
+        Ok(code) => code,
+        Err(Failure::Exec { error, .. }) => {
+            let (code, message) = exec_failure(&error);
+            sink.say(Level::Error, format_args!("{message}"));
+            code
+        }
+        Err(failure) => setup_failed(&sink, name, &failure),
+    }
 }

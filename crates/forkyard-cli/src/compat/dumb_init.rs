@@ -12,10 +12,11 @@
 
 use std::ffi::OsString;
 
-use forkyard::ExitStatus;
-use forkyard::Signal;
-use forkyard::init::{AfterExit, Event, ForwardTo, Inherited, Init, JobControl, Level, LogSink, Subreaper};
 use forkyard::spawn::Group;
+use forkyard::{ExitStatus, Inherited, Signal};
+use forkyard_init::{AfterExit, Event, Failure, ForwardTo, Init, JobControl, Subreaper};
+
+use crate::cmd::init::{Level, LogSink};
 
 use super::err;
 use super::getopt::{HasArg, Spec};
@@ -56,9 +57,6 @@ fn report(event: &Event<'_>, out: &LogSink) {
     use Level::Debug;
     let say = |args: std::fmt::Arguments<'_>| out.say(Debug, format_args!("[dumb-init] {args}"));
     if !out.shows(Debug) {
-        if let Event::SetupFailed { error } = event {
-            out.say(Level::Error, format_args!("[dumb-init] {error}"));
-        }
         return;
     }
     match event {
@@ -91,7 +89,6 @@ fn report(event: &Event<'_>, out: &LogSink) {
             say(format_args!("A child with PID {pid} was terminated by signal {}.", signal.as_raw()))
         }
         Event::MainExited { code, .. } => say(format_args!("Child exited with status {code}. Goodbye.")),
-        Event::SetupFailed { error } => out.say(Level::Error, format_args!("[dumb-init] {error}")),
         _ => {}
     }
 }
@@ -173,9 +170,7 @@ pub fn main(args: &[OsString], inherited: Inherited) -> i32 {
     init.subreaper = Subreaper::No;
     init.after_exit = AfterExit::Exit;
     init.chdir_root = true;
-    init.report = report;
-    init.exec_failure = exec_failure;
-    init.verbosity = if debug { 3 } else { -1 };
+    let sink = LogSink::new(if debug { 3 } else { -1 });
     init.job_control = JobControl::StopWithChild { as_sigstop: setsid };
     // dumb-init sends SIGTERM on when the command exits, in both modes (with -c, to the
     // command alone, which has exited by then).
@@ -197,7 +192,18 @@ pub fn main(args: &[OsString], inherited: Inherited) -> i32 {
         init.group = Group::Inherit;
         init.forward_to = ForwardTo::Child;
     }
-    forkyard::init::run(&init)
+    match forkyard_init::run(&init, &mut |event: &Event<'_>| report(event, &sink)) {
+        Ok(code) => code,
+        Err(Failure::Exec { program, error }) => {
+            let (code, message) = exec_failure(&program, &error);
+            sink.say(Level::Error, format_args!("{message}"));
+            code
+        }
+        Err(failure) => {
+            sink.say(Level::Error, format_args!("[dumb-init] {failure}"));
+            1
+        }
+    }
 }
 
 #[cfg(test)]

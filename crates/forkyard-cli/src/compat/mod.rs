@@ -2,7 +2,8 @@
 //! reads that program's command line and environment and behaves as it does.
 //!
 //! Why: switching an image to forkyard should be a symlink, not an edit of every
-//! `ENTRYPOINT`. Each mode maps its peer's options onto the library's [`forkyard::init::Init`];
+//! `ENTRYPOINT`. Each mode maps its peer's options onto the `forkyard-init` library's
+//! [`forkyard_init::Init`] and words its events as the peer does;
 //! behaviour and exit codes follow the peer (facts in `../shared/peers/inits.md`, each pinned
 //! by a test), except its documented defects, and the help and version texts are
 //! forkyard's own.

@@ -10,10 +10,11 @@
 
 use std::ffi::OsString;
 
-use forkyard::ExitStatus;
-use forkyard::Signal;
-use forkyard::init::{AfterExit, Event, ForwardTo, Inherited, Init, JobControl, Level, LogSink, Subreaper};
 use forkyard::spawn::Group;
+use forkyard::{ExitStatus, Inherited, Signal};
+use forkyard_init::{AfterExit, Event, Failure, ForwardTo, Init, JobControl, Reaping, Subreaper};
+
+use crate::cmd::init::{Level, LogSink};
 
 use super::getopt::Spec;
 use super::{err, out};
@@ -60,8 +61,8 @@ fn strsignal(signal: forkyard::Signal) -> String {
     text.to_string_lossy().into_owned()
 }
 
-/// tini's wording.
-fn report(event: &Event<'_>, out: &LogSink) {
+/// tini's wording; `warn_reaped`: tini's `-w`, a warning per collected zombie.
+fn report(event: &Event<'_>, out: &LogSink, warn_reaped: bool) {
     let say = |level: Level, args: std::fmt::Arguments<'_>| {
         if out.shows(level) {
             out.say(level, format_args!("{}", line(level, &args.to_string())));
@@ -72,7 +73,8 @@ fn report(event: &Event<'_>, out: &LogSink) {
             let name = command.first().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
             say(Level::Info, format_args!("Spawned child process '{name}' with pid '{pid}'"))
         }
-        Event::NotAReaper => say(
+        // tini checks PR_GET_CHILD_SUBREAPER too: an inherited flag is not warned about.
+        Event::Reaping(Reaping::No) => say(
             Level::Warn,
             format_args!(
                 "Tini is not running as PID 1 and isn't registered as a child subreaper.\n\
@@ -87,7 +89,7 @@ fn report(event: &Event<'_>, out: &LogSink) {
         Event::Received { signal } if out.shows(Level::Debug) => {
             say(Level::Debug, format_args!("Passing signal: '{}'", strsignal(*signal)))
         }
-        Event::Reaped { pid, main: false, warn: true, .. } => {
+        Event::Reaped { pid, main: false, .. } if warn_reaped => {
             say(Level::Warn, format_args!("Reaped zombie process with pid={pid}"))
         }
         Event::Reaped { pid, main: false, .. } => say(Level::Debug, format_args!("Reaped child with pid: '{pid}'")),
@@ -98,7 +100,6 @@ fn report(event: &Event<'_>, out: &LogSink) {
             say(Level::Info, format_args!("Main child exited with signal (with signal '{}')", strsignal(*signal)))
         }
         Event::MainExited { .. } => say(Level::Trace, format_args!("Exiting: child has exited")),
-        Event::SetupFailed { error } => say(Level::Error, format_args!("{error}")),
         Event::NoSubreaper { error } => {
             say(Level::Error, format_args!("Failed to register as child subreaper: {error}"))
         }
@@ -142,15 +143,13 @@ pub fn main(args: &[OsString], inherited: Inherited) -> i32 {
     let parsed = SPEC.parse(rest);
     let mut init = Init::new(Vec::new(), inherited);
     init.subreaper = Subreaper::No;
-    init.warn_not_reaper = true;
     init.after_exit = AfterExit::Exit;
     init.job_control = JobControl::Forward;
     init.ignore = vec![Signal::TTIN, Signal::TTOU];
     init.leave_unblocked =
         vec![Signal::FPE, Signal::ILL, Signal::SEGV, Signal::BUS, Signal::ABRT, Signal::TRAP, Signal::SYS];
-    init.report = report;
-    init.exec_failure = exec_failure;
     init.group = Group::Own;
+    let mut warn_reaped = false;
     let mut verbosity = 1;
     for (opt, value) in parsed.options {
         let value = value.unwrap_or_default();
@@ -165,7 +164,7 @@ pub fn main(args: &[OsString], inherited: Inherited) -> i32 {
             }
             's' => init.subreaper = Subreaper::Require,
             'v' => verbosity += 1,
-            'w' => init.warn_reaped = true,
+            'w' => warn_reaped = true,
             'g' => init.forward_to = ForwardTo::Group,
             'e' => match value.parse::<u16>() {
                 Ok(code) if code <= 255 => init.remap_exit.push((code as u8, 0)),
@@ -192,13 +191,21 @@ pub fn main(args: &[OsString], inherited: Inherited) -> i32 {
         verbosity = atoi(&v.to_string_lossy());
     }
     // tini's levels: 1 warnings, 2 info, 3 debug, 4 trace; ours start one lower.
-    init.verbosity = verbosity - 1;
+    let sink = LogSink::new(verbosity - 1);
     let Some(command) = super::command(parsed.operands) else {
         err(&usage(name));
         return 1;
     };
     init.command = command;
-    forkyard::init::run(&init)
+    match forkyard_init::run(&init, &mut |event: &Event<'_>| report(event, &sink, warn_reaped)) {
+        Ok(code) => code,
+        Err(Failure::Exec { program, error }) => {
+            let (code, message) = exec_failure(&program, &error);
+            sink.say(Level::Error, format_args!("{message}"));
+            code
+        }
+        Err(failure) => fatal(&failure.to_string()),
+    }
 }
 
 /// C's `atoi`: leading whitespace, an optional sign, digits; anything else ends it; 0 if

@@ -52,7 +52,7 @@ const DATAGRAMS_PER_TURN: usize = 64;
 pub struct Options {
     /// What the supervisor inherited (its services start with the same mask and
     /// dispositions).
-    pub inherited: forkyard::init::Inherited,
+    pub inherited: forkyard::Inherited,
     /// End when any service ends, as if every service were `critical`.
     pub exit_on_first: bool,
     /// Colour the names (on a terminal, unless `NO_COLOR`).
@@ -1043,13 +1043,10 @@ impl<'a> Driver<'a> {
             else {
                 break;
             };
-            let left: Vec<Pid> = snap.descendants(me).iter().filter(|p| !p.is_zombie()).map(|p| p.pid).collect();
             if snap.children(me).count() == 0 || Instant::now() > deadline {
                 break;
             }
-            for pid in left {
-                let _ = Signal::KILL.send(pid);
-            }
+            snap.signal_descendants(me, Signal::KILL);
             let _ = self.signals.read(Some(Duration::from_millis(50)));
         }
         // The last lines of every stream still open (a bounded number of reads: whatever
