@@ -63,7 +63,7 @@ pub extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
     let code = match invoked {
         "tini" | "tini-static" | "docker-init" => compat::tini::main(&args, inherited),
         "dumb-init" => compat::dumb_init::main(&args, inherited),
-        "catatonit" => compat::catatonit::main(&args, inherited),
+        "catatonit" | "podman-init" => compat::catatonit::main(&args, inherited),
         _ if args.get(1).is_some_and(|a| a == "init") => cmd::init::main(&args[2..], inherited),
         _ => subcommand(args, inherited),
     };

@@ -24,6 +24,7 @@ fn main() {
     }
     support::run(&[
         ("forwards_every_catchable_signal", forwards_every_catchable_signal),
+        ("podman_init_is_catatonit", podman_init_is_catatonit),
         ("forwards_to_the_group_only_with_pgroup", forwards_to_the_group_only_with_pgroup),
         ("rewrites_and_drops_signals", rewrites_and_drops_signals),
         ("exit_codes_pass_through", exit_codes_pass_through),
@@ -287,10 +288,11 @@ fn forkyard_bin() -> &'static str {
     env!("CARGO_BIN_EXE_forkyard")
 }
 
-/// A directory holding `tini`, `docker-init`, `dumb-init` and `catatonit` links to forkyard.
+/// A directory holding `tini`, `docker-init`, `dumb-init`, `catatonit` and `podman-init`
+/// links to forkyard.
 fn compat_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    for name in ["tini", "docker-init", "dumb-init", "catatonit"] {
+    for name in ["tini", "docker-init", "dumb-init", "catatonit", "podman-init"] {
         std::os::unix::fs::symlink(forkyard_bin(), dir.path().join(name)).expect("symlink");
     }
     dir
@@ -1062,6 +1064,15 @@ fn catatonit_mode() {
     let v: Vec<&str> = text.split_whitespace().collect();
     assert_eq!(v.len(), 2, "{text}");
     assert_eq!(v[0], v[1], "LISTEN_PID names the program: {text}");
+}
+
+/// `podman run --init --init-path forkyard` runs it as `/run/podman-init -- CMD`.
+fn podman_init_is_catatonit() {
+    let dir = compat_dir();
+    let podman = dir.path().join("podman-init");
+    assert_eq!(code(&run(&podman, &["--", "sh", "-c", "exit 5"])), 5);
+    let out = run(&podman, &["/doesnotexist"]);
+    assert!(stderr(&out).contains("failed to exec pid1"), "catatonit's wording: {}", stderr(&out));
 }
 
 fn catatonit_pause_mode() {
