@@ -10,6 +10,7 @@
 use std::os::fd::RawFd;
 use std::process::Command;
 
+use forkyard::error::StartStep;
 use forkyard::spawn::Launch;
 use forkyard::subreaper::{is_child_subreaper, set_child_subreaper, set_parent_death_signal};
 use forkyard::{Child, Disposition, Error, Pid, Signal, SignalFd};
@@ -118,7 +119,9 @@ pub(crate) fn start(init: &Init, report: &mut dyn Report) -> Result<Started, Fai
         }
     }
     let main = launch.spawn(&mut command).map_err(|e| match e {
-        Error::Sys { source, .. } => Failure::Exec { program: program.to_string_lossy().into_owned(), error: source },
+        Error::Start { step: StartStep::Exec, source, .. } => {
+            Failure::Exec { program: program.to_string_lossy().into_owned(), error: source }
+        }
         other => Failure::Setup(other),
     })?;
     report.event(&Event::Started { pid: main.pid(), command: &init.command });

@@ -586,6 +586,26 @@ pub fn open_fds() -> Vec<std::os::fd::RawFd> {
     fds
 }
 
+/// How many threads this process has.
+///
+/// The link count of `/proc/self/task` is the thread count plus two (one `stat`, cheaper
+/// than rendering `/proc/self/status`); the `Threads:` line of `/proc/self/status` is the
+/// fallback should a kernel ever count differently.
+pub(crate) fn thread_count() -> std::io::Result<usize> {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(meta) = std::fs::metadata("/proc/self/task") {
+        if meta.nlink() > 2 {
+            return Ok(meta.nlink() as usize - 2);
+        }
+    }
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no Threads: line in /proc/self/status"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

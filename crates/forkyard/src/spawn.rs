@@ -191,7 +191,7 @@ impl<'fd> Launch<'fd> {
 /// child's `setenv` would take the C library's environment lock, which another thread may
 /// have held at the fork and which would then never be released in the child.
 fn refuse_setenv_with_threads() -> Result<()> {
-    let threads = sys::thread_count().map_err(|e| Error::sys("read", "/proc/self/status (Threads:)", e))?;
+    let threads = crate::procs::thread_count().map_err(|e| Error::sys("read", "/proc/self/status (Threads:)", e))?;
     if threads > 1 {
         return Err(Error::Unsupported {
             what: "passing LISTEN_PID through Launch::spawn",
@@ -236,7 +236,11 @@ impl Launch<'_> {
             command.pre_exec(move || setup.in_child(cgroup, parent, listen_pid.is_some()));
         }
         let program = command.get_program().to_string_lossy().into_owned();
-        let child = command.spawn().map_err(|e| Error::sys("execve", format!("'{program}'"), e))?;
+        let child = command.spawn().map_err(|e| Error::Start {
+            step: StartStep::Exec,
+            on: format!("'{program}'"),
+            source: e,
+        })?;
         let pid = Pid::new(child.id() as i32)
             .ok_or_else(|| Error::sys("fork", format!("'{program}'"), std::io::ErrorKind::InvalidData.into()))?;
         // std's handle is dropped without waiting; ours, with a pidfd, takes over.

@@ -378,26 +378,6 @@ pub(crate) fn waitid(idtype: libc::idtype_t, id: i32, options: libc::c_int) -> i
     }
 }
 
-/// How many threads this process has.
-///
-/// The link count of `/proc/self/task` is the thread count plus two (one `stat`, cheaper
-/// than rendering `/proc/self/status`); the `Threads:` line of `/proc/self/status` is the
-/// fallback should a kernel ever count differently.
-pub(crate) fn thread_count() -> io::Result<usize> {
-    use std::os::unix::fs::MetadataExt;
-    if let Ok(meta) = std::fs::metadata("/proc/self/task") {
-        if meta.nlink() > 2 {
-            return Ok(meta.nlink() as usize - 2);
-        }
-    }
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Threads: line in /proc/self/status"))
-}
-
 /// An epoll instance, for waiting on many descriptors with no per-call cost in their number.
 pub(crate) struct Epoll {
     fd: OwnedFd,

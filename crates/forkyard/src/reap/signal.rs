@@ -29,7 +29,7 @@ impl Sigchld {
     pub(super) fn new() -> Result<Sigchld> {
         block_sigchld()?;
         // With one thread (a stat of /proc/self/task tells), the block above is enough.
-        let threads = crate::sys::thread_count().unwrap_or(2);
+        let threads = crate::procs::thread_count().unwrap_or(2);
         if threads > 1
             && let Some(tid) = thread_not_blocking_sigchld()?
         {
