@@ -229,6 +229,11 @@ fn spawn_refuses_listen_pid_with_threads() {
     let refused = Launch::new().pass_listen_pid(true).spawn(&mut std::process::Command::new("true"));
     drop(park_tx);
     let _ = parked.join();
+    // A joined thread can still be counted in /proc/self/task for a moment after it ended:
+    // wait until the kernel has let it go.
+    support::wait_for("the parked thread to be gone", support::PATIENCE, || {
+        (std::fs::read_dir("/proc/self/task").ok()?.count() == 1).then_some(())
+    });
     match refused {
         Err(e @ Error::Unsupported { .. }) => assert!(e.to_string().contains("2 threads"), "{e}"),
         other => panic!("expected a refusal, got {other:?}"),
