@@ -158,17 +158,9 @@ impl Output {
         std::mem::take(&mut self.dropped)
     }
 
-    // Written byte by byte rather than with `write!`, and once per batch rather than per
-    // line: a service printing short lines as fast as it can (`yes`: 2-byte lines) spent
-    // three quarters of the loop's time in `core::fmt` padding the name for every line
-    // (perf; 13 MB/s through `up`).
-    fn prefix(&mut self, name: &str, colour: &str) {
-        compose_prefix(&mut self.pending, &self.style, name, colour);
-    }
-
     /// A line of a service's output (without its newline); `index` picks the colour.
     pub fn line(&mut self, name: &str, index: usize, text: &[u8]) {
-        self.prefix(name, COLOURS[index % COLOURS.len()]);
+        compose_prefix(&mut self.pending, &self.style, name, COLOURS[index % COLOURS.len()]);
         self.pending.extend_from_slice(text);
         self.pending.push(b'\n');
     }
@@ -194,7 +186,7 @@ impl Output {
             self.dropped += 1;
             return;
         }
-        self.prefix("forkyard", BOLD);
+        compose_prefix(&mut self.pending, &self.style, "forkyard", BOLD);
         self.pending.extend_from_slice(text.as_bytes());
         self.pending.push(b'\n');
     }
@@ -269,6 +261,10 @@ fn write_loop(shared: &Shared, sink: &OwnedFd) {
     }
 }
 
+// Written byte by byte rather than with `write!`, and once per batch rather than per line
+// where it can be: a service printing short lines as fast as it can (`yes`: 2-byte lines)
+// spent three quarters of the loop's time in `core::fmt` padding the name for every line
+// (perf; 13 MB/s through `up`).
 /// Appends a line's prefix to `out`: the time of day if asked for, then the name padded to
 /// the width (by characters, as `{:<width$}` pads) and coloured if asked for.
 fn compose_prefix(out: &mut Vec<u8>, style: &Style, name: &str, colour: &str) {

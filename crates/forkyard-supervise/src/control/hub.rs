@@ -50,6 +50,23 @@ pub struct Snapshot {
     pub services: Vec<String>,
 }
 
+impl Snapshot {
+    /// The snapshot of `up` (process `pid`, configuration `config`) before its loop has
+    /// published one: no unit yet.
+    pub fn empty(pid: i32, config: &str) -> Snapshot {
+        Snapshot {
+            pid,
+            config: config.to_string(),
+            started: Instant::now(),
+            exit_code: None,
+            finished: false,
+            width: 0,
+            units: Vec::new(),
+            services: Vec::new(),
+        }
+    }
+}
+
 /// One unit in a [`Snapshot`].
 #[derive(Clone, Debug)]
 pub struct UnitSnap {

@@ -811,17 +811,7 @@ mod tests {
     #[test]
     fn the_api_thread_yields_to_the_loop() {
         let (hub, _commands) = super::super::hub::hub(10, None).expect("hub");
-        let snapshot = tokio::sync::watch::channel(Arc::new(Snapshot {
-            pid: 1,
-            config: String::new(),
-            started: Instant::now(),
-            exit_code: None,
-            finished: false,
-            width: 0,
-            units: Vec::new(),
-            services: Vec::new(),
-        }))
-        .1;
+        let snapshot = tokio::sync::watch::channel(Arc::new(Snapshot::empty(1, ""))).1;
         let server = Server::start(Arc::new(hub), snapshot, None, None).expect("start");
         let nice_of_api = || {
             let tasks = std::fs::read_dir("/proc/self/task").expect("tasks");

@@ -115,7 +115,7 @@ impl Driver<'_> {
         let mut ctl = Ctl {
             hub: Arc::clone(&hub),
             commands,
-            snapshot: watch::channel(Arc::new(empty_snapshot(&config))).0,
+            snapshot: watch::channel(Arc::new(Snapshot::empty(forkyard::Pid::this().as_raw(), &config))).0,
             server: None,
             dirty: true,
             started: Instant::now(),
@@ -558,19 +558,6 @@ impl Driver<'_> {
         if let Some(path) = &ctl.socket {
             let _ = std::fs::remove_file(path);
         }
-    }
-}
-
-fn empty_snapshot(config: &str) -> Snapshot {
-    Snapshot {
-        pid: forkyard::Pid::this().as_raw(),
-        config: config.to_string(),
-        started: Instant::now(),
-        exit_code: None,
-        finished: false,
-        width: 0,
-        units: Vec::new(),
-        services: Vec::new(),
     }
 }
 
