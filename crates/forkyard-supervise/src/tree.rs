@@ -136,7 +136,7 @@ fn sweep_stale(parent: &Path, key: &str) -> Vec<Leftover> {
     for e in entries.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if !name.starts_with("forkyard-") || !e.file_type().is_ok_and(|t| t.is_dir()) {
+        if !is_subtree_name(&name) || !e.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
         let Some(_lock) = lock_dir(&e.path()) else { continue };
@@ -149,6 +149,17 @@ fn sweep_stale(parent: &Path, key: &str) -> Vec<Leftover> {
         remove_subtree(&e.path());
     }
     found
+}
+
+/// Whether `name` is one an `up` gives its subtree: `forkyard-<16 hex digits>-<pid>`, maybe
+/// followed by `.<n>`. Anything else beside it (a cgroup of the user's own, a test's) is not
+/// ours to remove, even if its name starts with `forkyard-`.
+fn is_subtree_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("forkyard-") else { return false };
+    let Some((key, pid)) = rest.split_once('-') else { return false };
+    let (pid, n) = pid.split_once('.').unwrap_or((pid, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    key.len() == 16 && key.bytes().all(|b| b.is_ascii_hexdigit()) && digits(pid) && digits(n)
 }
 
 /// The processes in a subtree root and its unit cgroups.
@@ -315,6 +326,23 @@ pub fn signal_fallback(main: Option<Pid>, group: Option<Pid>, unit: &str, signal
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_ups_own_subtree_names_are_swept() {
+        assert!(is_subtree_name("forkyard-bcc00031cb6f03f6-10968"));
+        assert!(is_subtree_name("forkyard-bcc00031cb6f03f6-10968.2"));
+        for other in [
+            "forkyard-setxid-test-4242",
+            "forkyard-bcc00031cb6f03f6-",
+            "forkyard-bcc00031cb6f03f6-12x",
+            "forkyard-bcc00031cb6f03f6-1.",
+            "forkyard-bcc0-1",
+            "forkyard-",
+            "my-app",
+        ] {
+            assert!(!is_subtree_name(other), "{other}");
+        }
+    }
 
     #[test]
     fn the_key_is_stable_and_tells_files_apart() {
