@@ -1,0 +1,202 @@
+//! Processes: `clone3`, pidfds, `kill` and the wait calls, returning what the kernel gave
+//! (the `status` module decodes the wait data).
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use super::cvt;
+use crate::pid::Pid;
+
+/// `pidfd_open(2)`: a descriptor that names this one process and can never name a stranger
+/// that later reuses its number.
+pub(crate) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and a flags word; no memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The kernel sets O_CLOEXEC on pidfds itself.
+    // SAFETY: the call succeeded, so `fd` is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_send_signal(2)`.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: a valid pidfd, a signal number, a null siginfo (the kernel fills in a
+    // SI_USER one) and zero flags.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0)
+    };
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// One side of a process made by [`clone_into_cgroup`].
+pub(crate) enum Cloned {
+    /// In the new process.
+    Child,
+    /// In the caller: the new process and a pidfd for it.
+    Parent(Pid, OwnedFd),
+}
+
+/// `struct clone_args` of `clone3(2)`, up to `cgroup` (CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_PIDFD: u64 = 0x1000;
+const CLONE_VFORK: u64 = 0x4000;
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `clone3(2)` used as `fork`, with the child born in the cgroup v2 directory `cgroup`
+/// (Linux 5.7+) and a pidfd for it. Being born there costs nothing, where moving a process
+/// by writing to `cgroup.procs` waits for an RCU grace period (milliseconds). `Err` with
+/// ENOSYS, EINVAL or E2BIG means this kernel cannot do it: fork and join instead.
+///
+/// # Safety
+///
+/// As for `fork`: until it calls `execve` or `_exit`, the child may only make
+/// async-signal-safe calls, and it must never return into the caller's normal flow.
+pub(crate) unsafe fn clone_into_cgroup(cgroup: RawFd) -> io::Result<Cloned> {
+    let mut pidfd: libc::c_int = -1;
+    let mut args = CloneArgs {
+        // CLONE_VFORK: the caller sleeps until the child has exec'd (or exited), so the two do
+        // not fight over copy-on-write pages on the way to the exec.
+        flags: CLONE_PIDFD | CLONE_INTO_CGROUP | CLONE_VFORK,
+        pidfd: (&mut pidfd as *mut libc::c_int) as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: `args` is a valid clone_args of the size we pass, and `pidfd` outlives the
+    // call; with no stack given, the child continues on a copy of ours, like fork. The
+    // caller upholds the rules for the child.
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Cloned::Child),
+        pid => {
+            let pid = Pid::new(pid as i32).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
+            // SAFETY: with CLONE_PIDFD, a successful clone3 stored a fresh descriptor we own.
+            Ok(Cloned::Parent(pid, unsafe { OwnedFd::from_raw_fd(pidfd) }))
+        }
+    }
+}
+
+/// Whether this kernel has pidfds, probed once on our own PID.
+pub(crate) fn pidfds_available() -> bool {
+    // 0: unknown, 1: yes, 2: no.
+    static STATE: AtomicU8 = AtomicU8::new(0);
+    match STATE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let yes = match pidfd_open(Pid::this()) {
+                Ok(_) => true,
+                // Only "the kernel has no such call" means no; a full descriptor table is a
+                // passing condition, not a property of the kernel.
+                Err(e) => e.raw_os_error() != Some(libc::ENOSYS),
+            };
+            STATE.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
+            yes
+        }
+    }
+}
+
+/// `kill(2)` on one process.
+pub(crate) fn kill(pid: Pid, signal: i32) -> io::Result<()> {
+    // SAFETY: kill takes two ints; a positive pid names exactly one process.
+    cvt(unsafe { libc::kill(pid.as_raw(), signal) }).map(drop)
+}
+
+/// `kill(2)` on a whole process group.
+pub(crate) fn kill_group(pgid: Pid, signal: i32) -> io::Result<()> {
+    // SAFETY: kill takes two ints; a negative pid names the process group.
+    cvt(unsafe { libc::kill(-pgid.as_raw(), signal) }).map(drop)
+}
+
+/// How the kernel packed what a wait call collected; the `status` module decodes it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RawStatus {
+    /// The `int` of `wait4`.
+    Wait(libc::c_int),
+    /// The `si_code` and `si_status` of `waitid`.
+    Siginfo { code: libc::c_int, status: libc::c_int },
+}
+
+/// What a wait call collected, as the kernel gave it.
+#[derive(Clone, Copy)]
+pub(crate) struct RawWait {
+    pub pid: Pid,
+    pub status: RawStatus,
+    pub rusage: libc::rusage,
+}
+
+/// `wait4(2)`: `pid` is -1 for any child. `Ok(None)` when `WNOHANG` found nothing ready.
+/// Blocking calls are retried on `EINTR`.
+pub(crate) fn wait4(pid: i32, options: libc::c_int) -> io::Result<Option<RawWait>> {
+    loop {
+        let mut status: libc::c_int = 0;
+        let mut ru = MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: both out-pointers are valid for writes of their types.
+        let ret = unsafe { libc::wait4(pid, &mut status, options, ru.as_mut_ptr()) };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        let Some(pid) = Pid::new(ret) else {
+            return Ok(None);
+        };
+        // SAFETY: the buffer was zero-initialised and the kernel filled it in.
+        let rusage = unsafe { ru.assume_init() };
+        return Ok(Some(RawWait { pid, status: RawStatus::Wait(status), rusage }));
+    }
+}
+
+/// The raw `waitid` system call, which (unlike glibc's wrapper) also returns the child's
+/// resource usage. `idtype` is `P_PID`, `P_PIDFD` or `P_ALL`. Blocking calls are retried on
+/// `EINTR`.
+pub(crate) fn waitid(idtype: libc::idtype_t, id: i32, options: libc::c_int) -> io::Result<Option<RawWait>> {
+    loop {
+        // Zeroed so that si_pid reads 0 when WNOHANG finds nothing (the kernel leaves it).
+        let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+        let mut ru = MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: both out-pointers are valid for writes of their types; the other arguments
+        // are plain integers.
+        let ret = unsafe { libc::syscall(libc::SYS_waitid, idtype, id, info.as_mut_ptr(), options, ru.as_mut_ptr()) };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        // SAFETY: zero-initialised, then possibly filled in by the kernel.
+        let info = unsafe { info.assume_init() };
+        // SAFETY: for SIGCHLD-style siginfo from waitid, si_pid and si_status are the valid
+        // union members.
+        let (raw_pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+        let Some(pid) = Pid::new(raw_pid) else {
+            return Ok(None);
+        };
+        // SAFETY: as above.
+        let rusage = unsafe { ru.assume_init() };
+        return Ok(Some(RawWait { pid, status: RawStatus::Siginfo { code: info.si_code, status }, rusage }));
+    }
+}
