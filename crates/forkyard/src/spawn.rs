@@ -13,7 +13,10 @@
 //! cannot start a child inside a cgroup: it can only move it there after the fork, by a
 //! write to `cgroup.procs` that waits for an RCU grace period (about 6 ms here, on every
 //! restart of a supervised service). `start` uses `clone3` with `CLONE_INTO_CGROUP`, so the
-//! child is born in its cgroup, and gets its pidfd from the same call.
+//! child is born in its cgroup, and gets its pidfd from the same call. On x86-64 the child
+//! also shares our memory until its `exec` (CLONE_VM, on a stack of its own, as
+//! `posix_spawn` does): no page table is copied and none torn down, which was most of a
+//! restart's cost in a supervisor of a few megabytes.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -398,6 +401,36 @@ const STEP_EXEC: u8 = 5;
 /// Set once `clone3` turned out not to support CLONE_INTO_CGROUP here.
 static NO_CLONE_INTO_CGROUP: AtomicBool = AtomicBool::new(false);
 
+/// Set once `clone3` turned out not to be usable with CLONE_VM and a stack here.
+#[cfg(target_arch = "x86_64")]
+static NO_CLONE_VM: AtomicBool = AtomicBool::new(false);
+
+/// Whether a `clone3` error says that this kernel lacks the call or one of its flags.
+fn unsupported(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG))
+}
+
+/// What a child that shares our memory reads from the parent's frame (see
+/// `Launch::start_shared`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Shared<'a> {
+    launch: &'a Launch<'a>,
+    prepared: &'a Prepared,
+    stdio: [Option<RawFd>; 3],
+    join: Option<RawFd>,
+    parent: Pid,
+    report: RawFd,
+    /// The parent thread's mask before it blocked every signal for the clone.
+    mask: SignalSet,
+}
+
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    /// The stack of the children this thread starts, made once: a child uses it only until
+    /// its exec, during which this thread sleeps.
+    static CHILD_STACK: std::cell::RefCell<Option<sys::ChildStack>> = const { std::cell::RefCell::new(None) };
+}
+
 impl Launch<'_> {
     /// Starts `program` with this setup, in [`Launch::cgroup`] from birth where the kernel
     /// allows it; returns a pidfd-backed [`Child`].
@@ -417,18 +450,28 @@ impl Launch<'_> {
         let (report_r, report_w) = sys::pipe().map_err(|e| Error::sys("pipe2", format!("starting '{name}'"), e))?;
         let stdio: [Option<RawFd>; 3] = std::array::from_fn(|i| program.stdio[i].as_ref().map(|f| f.as_raw_fd()));
         crate::child::reap_dropped_children();
-        let mut join = None;
+        let cgroup = self.cgroup.map(|dir| dir.as_raw_fd());
         let mut forked = None;
-        if let Some(dir) = self.cgroup.map(|dir| dir.as_raw_fd()) {
+        #[cfg(target_arch = "x86_64")]
+        if !NO_CLONE_VM.load(Ordering::Relaxed) {
+            match self.start_shared(&prepared, stdio, cgroup, parent, report_w.as_raw_fd()) {
+                Ok(child) => forked = Some(child),
+                // This kernel cannot: fork below.
+                Err(e) if unsupported(&e) => NO_CLONE_VM.store(true, Ordering::Relaxed),
+                Err(e) => return Err(Error::sys("clone3", format!("starting '{name}'"), e)),
+            }
+        }
+        let mut join = None;
+        if let (None, Some(dir)) = (&forked, cgroup) {
             if !NO_CLONE_INTO_CGROUP.load(Ordering::Relaxed) {
                 // SAFETY: the child runs only `exec_child`, which makes system calls on
                 // memory prepared above and ends in execve or _exit.
                 match unsafe { sys::clone_into_cgroup(dir) } {
-                    Ok(sys::Cloned::Child) => self.exec_child(&prepared, stdio, None, parent, report_w.as_raw_fd()),
-                    Ok(sys::Cloned::Parent(pid, pidfd)) => forked = Some(Child::with_pidfd(pid, pidfd)),
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG)) => {
-                        NO_CLONE_INTO_CGROUP.store(true, Ordering::Relaxed);
+                    Ok(sys::Cloned::Child) => {
+                        self.exec_child(&prepared, stdio, None, parent, report_w.as_raw_fd(), None)
                     }
+                    Ok(sys::Cloned::Parent(pid, pidfd)) => forked = Some(Child::with_pidfd(pid, pidfd)),
+                    Err(e) if unsupported(&e) => NO_CLONE_INTO_CGROUP.store(true, Ordering::Relaxed),
                     Err(e) => return Err(Error::sys("clone3", format!("starting '{name}'"), e)),
                 }
             }
@@ -441,7 +484,7 @@ impl Launch<'_> {
                 let pid = unsafe { libc::fork() };
                 match pid {
                     -1 => return Err(Error::last_os("fork", format!("starting '{name}'"))),
-                    0 => self.exec_child(&prepared, stdio, join, parent, report_w.as_raw_fd()),
+                    0 => self.exec_child(&prepared, stdio, join, parent, report_w.as_raw_fd(), None),
                     pid => Child::fresh(Pid::new(pid).ok_or_else(|| {
                         Error::sys("fork", format!("starting '{name}'"), std::io::ErrorKind::InvalidData.into())
                     })?),
@@ -474,6 +517,62 @@ impl Launch<'_> {
             _ => (StartStep::Exec, format!("'{name}'")),
         };
         Err(Error::Start { step, on, source: err })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Launch<'_> {
+    /// `start`'s child made as `posix_spawn` makes one: sharing our memory, on a stack of its
+    /// own, in `cgroup` from birth where the kernel allows (else it joins the cgroup itself).
+    /// `Err` with ENOSYS, EINVAL or E2BIG: this kernel cannot; fork instead.
+    fn start_shared(
+        &self,
+        prepared: &Prepared,
+        stdio: [Option<RawFd>; 3],
+        cgroup: Option<RawFd>,
+        parent: Pid,
+        report: RawFd,
+    ) -> std::io::Result<Child> {
+        let stack = match CHILD_STACK.with(|s| s.borrow_mut().take()) {
+            Some(stack) => stack,
+            None => sys::ChildStack::new()?,
+        };
+        let mut into = cgroup.filter(|_| !NO_CLONE_INTO_CGROUP.load(Ordering::Relaxed));
+        let result = loop {
+            // Every signal blocked across the clone: the child unblocks them only once no
+            // handler of ours is left in it (spawn/child.rs).
+            let mask = match SignalSet::full().block() {
+                Ok(mask) => mask,
+                Err(e) => break Err(std::io::Error::other(e)),
+            };
+            let shared = Shared {
+                launch: self,
+                prepared,
+                stdio,
+                join: if into.is_none() { cgroup } else { None },
+                parent,
+                report,
+                mask,
+            };
+            // SAFETY: the child runs `shared_entry`, which follows spawn/child.rs's rules
+            // (system calls only, on `shared`, `prepared` and its own stack) and ends in
+            // execve or _exit; `shared` lives in this frame until clone_vm returns, which is
+            // after the child has exec'd or exited; every signal is blocked until then.
+            let cloned = unsafe {
+                sys::clone_vm(into, &stack, child::shared_entry, (&shared as *const Shared<'_>).cast_mut().cast())
+            };
+            let _ = mask.set_thread_mask();
+            match cloned {
+                Err(e) if unsupported(&e) && into.is_some() => {
+                    // Perhaps only CLONE_INTO_CGROUP is missing: try without it.
+                    NO_CLONE_INTO_CGROUP.store(true, Ordering::Relaxed);
+                    into = None;
+                }
+                other => break other.map(|(pid, pidfd)| Child::with_pidfd(pid, pidfd)),
+            }
+        };
+        CHILD_STACK.with(|s| *s.borrow_mut() = Some(stack));
+        result
     }
 }
 

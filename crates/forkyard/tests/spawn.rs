@@ -28,6 +28,7 @@ fn main() {
         ("a_file_that_cannot_be_run_is_eacces", a_file_that_cannot_be_run_is_eacces),
         ("a_missing_directory_is_a_chdir_error", a_missing_directory_is_a_chdir_error),
         ("the_child_leads_its_own_process_group", the_child_leads_its_own_process_group),
+        ("the_child_gets_our_signal_mask_and_we_keep_it", the_child_gets_our_signal_mask_and_we_keep_it),
         ("the_child_is_born_in_the_cgroup_given", the_child_is_born_in_the_cgroup_given),
         (
             "a_user_switch_in_a_cgroup_from_a_process_with_threads_does_not_hang",
@@ -124,6 +125,38 @@ fn the_child_leads_its_own_process_group() {
     assert_ne!(me.pgid, forkyard::Pid::this().as_raw());
     child.kill(Signal::KILL).expect("kill");
     assert_eq!(child.wait().expect("wait"), ExitStatus::Signaled { signal: Signal::KILL, core_dumped: false });
+}
+
+/// The mask of blocked signals of `pid`, from the `SigBlk:` line of its /proc status.
+fn blocked_of(pid: forkyard::Pid) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read the child's status");
+    let hex = status.lines().find_map(|l| l.strip_prefix("SigBlk:")).expect("a SigBlk line");
+    u64::from_str_radix(hex.trim(), 16).expect("a hexadecimal mask")
+}
+
+/// `start` blocks every signal in the calling thread across the clone (its child shares our
+/// memory until exec): the child must still end up with our mask, not everything blocked,
+/// and our own mask must be as it was.
+fn the_child_gets_our_signal_mask_and_we_keep_it() {
+    let usr2: forkyard::SignalSet = [Signal::USR2].into_iter().collect();
+    let before = usr2.block().expect("block SIGUSR2");
+    let mine = forkyard::SignalSet::thread_mask().expect("our mask");
+    // `sleep` itself, not through a shell: dash resets the mask when it starts.
+    let mut child = Launch::new().start(Program::new(["sleep", "1000"])).expect("start sleep");
+    let pid = child.pid();
+    support::wait_for("sleep to exec", support::PATIENCE, || {
+        Process::read(pid).expect("read").filter(|p| p.comm == "sleep")
+    });
+    let blocked = blocked_of(pid);
+    let after = forkyard::SignalSet::thread_mask().expect("our mask after start");
+    child.kill(Signal::KILL).expect("kill");
+    child.wait().expect("wait");
+    before.set_thread_mask().expect("restore our mask");
+    let bit = |s: Signal| 1u64 << (s.as_raw() - 1);
+    assert_ne!(blocked & bit(Signal::USR2), 0, "the child has our SIGUSR2 blocked: {blocked:x}");
+    assert_eq!(blocked & bit(Signal::TERM), 0, "and only what we block: {blocked:x}");
+    assert!(after.contains(Signal::USR2) && !after.contains(Signal::TERM), "our mask is unchanged");
+    assert_eq!(after.iter().collect::<Vec<_>>(), mine.iter().collect::<Vec<_>>(), "our mask is unchanged");
 }
 
 fn the_child_is_born_in_the_cgroup_given() {

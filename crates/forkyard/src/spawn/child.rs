@@ -8,9 +8,17 @@
 //! one exception, `setenv` for `pass_listen_pid` under [`Launch::spawn`], is refused in a
 //! process with other threads before the fork. Anything that allocates (building `argv`,
 //! the environment, the `PATH` candidates) belongs in the parent, in `spawn.rs`.
+//!
+//! On x86-64, `Launch::start`'s child shares the parent's memory (`clone3` with CLONE_VM, as
+//! `posix_spawn` does) and runs on a stack of its own: on top of the rule above, whatever it
+//! writes the parent sees, so it writes only its own stack and the `LISTEN_PID` slot prepared
+//! for it, and it sets caught signals back to the default before it unblocks any, so that no
+//! handler of the parent's ever runs in it.
 
 use std::os::fd::RawFd;
 
+#[cfg(target_arch = "x86_64")]
+use super::Shared;
 use super::{Group, Launch, Prepared, STEP_CGROUP, STEP_CWD, STEP_EXEC, STEP_SETUP, STEP_STDIO};
 use crate::pid::Pid;
 use crate::signal::{Disposition, Signal, SignalSet};
@@ -22,11 +30,12 @@ impl Launch<'_> {
         if let Some(dir) = cgroup {
             join_cgroup(dir)?;
         }
-        self.setup(parent, rewrite_listen_pid)
+        self.setup(parent, rewrite_listen_pid, None)
     }
 
-    /// Everything but the cgroup, in the child.
-    fn setup(&self, parent: Pid, rewrite_listen_pid: bool) -> std::io::Result<()> {
+    /// Everything but the cgroup, in the child. `mask` is the signal mask to end with when
+    /// the launch sets none (a child of `clone_vm` starts with every signal blocked).
+    fn setup(&self, parent: Pid, rewrite_listen_pid: bool, mask: Option<&SignalSet>) -> std::io::Result<()> {
         match self.group {
             Group::Inherit => {}
             // SAFETY: setpgid(0, 0) on ourselves; no memory is passed.
@@ -105,7 +114,7 @@ impl Launch<'_> {
             // SAFETY: a write of a valid buffer to standard error.
             unsafe { libc::write(libc::STDERR_FILENO, text.as_ptr().cast(), text.len()) };
         }
-        if let Some(mask) = &self.signal_mask {
+        if let Some(mask) = self.signal_mask.as_ref().or(mask) {
             // Last, so that nothing above runs with signals unblocked.
             // SAFETY: a valid sigset_t; the old mask is not wanted.
             unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask.as_raw(), std::ptr::null_mut()) };
@@ -114,7 +123,9 @@ impl Launch<'_> {
     }
 
     /// The child's side of `start`: system calls only, then `execve`; on failure, the step
-    /// and errno go to `report` and the child ends with status 127.
+    /// and errno go to `report` and the child ends with status 127. `shared_mask` is given in
+    /// a child that shares the parent's memory: caught signals go back to the default first,
+    /// and that mask (the parent's, before it blocked everything) is the one to end with.
     pub(super) fn exec_child(
         &self,
         prepared: &Prepared,
@@ -122,6 +133,7 @@ impl Launch<'_> {
         join: Option<RawFd>,
         parent: Pid,
         report: RawFd,
+        shared_mask: Option<&SignalSet>,
     ) -> ! {
         let fail = |step: u8, errno: i32| -> ! {
             let e = errno.to_le_bytes();
@@ -133,6 +145,9 @@ impl Launch<'_> {
             }
         };
         let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        if shared_mask.is_some() {
+            default_caught_signals();
+        }
         if let Some(dir) = join {
             if let Err(e) = join_cgroup(dir) {
                 fail(STEP_CGROUP, e.raw_os_error().unwrap_or(libc::EIO));
@@ -169,7 +184,7 @@ impl Launch<'_> {
                 fail(STEP_CWD, errno());
             }
         }
-        if let Err(e) = self.setup(parent, false) {
+        if let Err(e) = self.setup(parent, false, shared_mask) {
             fail(STEP_SETUP, e.raw_os_error().unwrap_or(libc::EIO));
         }
         if let Some(at) = prepared.listen_pid_at {
@@ -195,6 +210,45 @@ impl Launch<'_> {
             }
         }
         fail(STEP_EXEC, if seen_eacces { libc::EACCES } else { last })
+    }
+}
+
+/// Where a child of `sys::clone_vm` starts, on its own stack.
+#[cfg(target_arch = "x86_64")]
+pub(super) extern "C" fn shared_entry(arg: *mut libc::c_void) -> ! {
+    // SAFETY: `arg` is the `Shared` that `Launch::start` keeps in its frame, and that frame
+    // lives until this child has exec'd or exited (CLONE_VFORK keeps the caller asleep).
+    let shared = unsafe { &*arg.cast::<Shared<'_>>() };
+    shared.launch.exec_child(
+        shared.prepared,
+        shared.stdio,
+        shared.join,
+        shared.parent,
+        shared.report,
+        Some(&shared.mask),
+    )
+}
+
+/// Sets every signal that has a handler back to the default action: in a child sharing the
+/// parent's memory, a handler would run on the parent's data. Every signal is blocked while
+/// this runs. One query per signal, as glibc's posix_spawn does.
+fn default_caught_signals() {
+    for signal in 1..=libc::SIGRTMAX() {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+        // SAFETY: a query (no new action) into a valid, writable sigaction; glibc refuses the
+        // two signals it keeps for itself with EINVAL, which leaves them as they are.
+        if unsafe { libc::sigaction(signal, std::ptr::null(), old.as_mut_ptr()) } != 0 {
+            continue;
+        }
+        // SAFETY: the call succeeded and filled `old`.
+        let handler = unsafe { old.assume_init() }.sa_sigaction;
+        if handler != libc::SIG_DFL && handler != libc::SIG_IGN {
+            // SAFETY: SIG_DFL needs no function behind it.
+            unsafe { libc::signal(signal, libc::SIG_DFL) };
+        }
     }
 }
 

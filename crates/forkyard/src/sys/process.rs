@@ -96,6 +96,133 @@ pub(crate) unsafe fn clone_into_cgroup(cgroup: RawFd) -> io::Result<Cloned> {
     }
 }
 
+/// A stack for a child made by [`clone_vm`]: anonymous memory with an inaccessible page below
+/// it, so that a child that overflowed it would fault instead of writing over the parent's
+/// memory (which it shares).
+pub(crate) struct ChildStack {
+    map: std::ptr::NonNull<libc::c_void>,
+    len: usize,
+}
+
+impl ChildStack {
+    /// Bytes of stack, guard page not counted. The child's code between clone and exec is a
+    /// few frames of system calls (spawn/child.rs), far below this.
+    const SIZE: usize = 64 * 1024;
+    const GUARD: usize = 4096;
+
+    pub(crate) fn new() -> io::Result<ChildStack> {
+        let len = ChildStack::SIZE + ChildStack::GUARD;
+        // SAFETY: a private anonymous mapping; no file, no fixed address.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let map = std::ptr::NonNull::new(map).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        let stack = ChildStack { map, len };
+        // SAFETY: the first page of the mapping just made, which nothing references.
+        cvt(unsafe { libc::mprotect(map.as_ptr(), ChildStack::GUARD, libc::PROT_NONE) })?;
+        Ok(stack)
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping we made; a child that used it has exec'd or
+        // exited before `clone_vm` returned (CLONE_VFORK).
+        unsafe { libc::munmap(self.map.as_ptr(), self.len) };
+    }
+}
+
+/// The function a child made by [`clone_vm`] runs, on its own stack, with the argument given
+/// to `clone_vm`. It must end in `execve` or `_exit`.
+pub(crate) type ChildEntry = extern "C" fn(*mut libc::c_void) -> !;
+
+/// `clone3(2)` as `posix_spawn` uses `clone`: the child shares our memory (CLONE_VM) and runs
+/// `entry(arg)` on `stack`, while the calling thread sleeps until the child has called
+/// `execve` or exited (CLONE_VFORK). With `cgroup`, the child is born in that cgroup v2
+/// directory. Returns the child and a pidfd for it.
+///
+/// Why: a `fork` copies the caller's page tables and marks its memory copy-on-write, and the
+/// exec then tears the copy down. For a supervisor holding a few megabytes, that was most of
+/// the time from a service's death to its replacement's first instruction (ftrace: 200 µs in
+/// `clone3` against 64 µs for a small C program's `fork`); sharing the memory costs neither.
+///
+/// `Err` with ENOSYS, EINVAL or E2BIG means this kernel cannot do it (with `cgroup`: perhaps
+/// only CLONE_INTO_CGROUP): try without `cgroup`, then fork.
+///
+/// # Safety
+///
+/// The child runs in our memory, on `stack`, while other threads of ours may run. `entry` may
+/// only make async-signal-safe system calls on memory that stays valid and unchanged until
+/// the child execs (the caller's frame qualifies: the calling thread sleeps until then); it
+/// must not allocate, take a lock, unwind or return. Every signal must be blocked in the
+/// calling thread across the call, and the child must set the dispositions of caught signals
+/// to the default before it unblocks any: a handler run in the child would run on our memory.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn clone_vm(
+    cgroup: Option<RawFd>,
+    stack: &ChildStack,
+    entry: ChildEntry,
+    arg: *mut libc::c_void,
+) -> io::Result<(Pid, OwnedFd)> {
+    const CLONE_VM: u64 = 0x100;
+    let mut pidfd: libc::c_int = -1;
+    let mut args = CloneArgs {
+        flags: CLONE_VM | CLONE_VFORK | CLONE_PIDFD | if cgroup.is_some() { CLONE_INTO_CGROUP } else { 0 },
+        pidfd: (&mut pidfd as *mut libc::c_int) as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        // The kernel starts the child at `stack + stack_size` (the stack grows down): the top
+        // of the mapping, page-aligned and so 16-byte aligned, as the x86-64 ABI wants at a
+        // call.
+        stack: stack.map.as_ptr() as u64 + ChildStack::GUARD as u64,
+        stack_size: ChildStack::SIZE as u64,
+        cgroup: cgroup.map_or(0, |fd| fd as u64),
+        ..CloneArgs::default()
+    };
+    let ret: i64;
+    // SAFETY: `args` is a valid clone_args of the size passed, and `pidfd` outlives the call.
+    // In the parent, `syscall` changes only rax (the result), rcx and r11 (declared); the
+    // registers holding `entry` and `arg` are not among them (`out`, not `lateout`, so the
+    // inputs are not placed there). In the child (rax = 0) execution goes on at the next
+    // instruction on the new stack: it clears the frame pointer, calls `entry(arg)`, which
+    // never returns (`ud2` traps if it did), and never reaches the code after this block.
+    // The caller upholds the rules above for what `entry` does.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, {arg}",
+            "call {entry}",
+            "ud2",
+            "2:",
+            entry = in(reg) entry,
+            arg = in(reg) arg,
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") &mut args as *mut CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            out("rcx") _,
+            out("r11") _,
+        );
+    }
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(-ret as i32));
+    }
+    let pid = Pid::new(ret as i32).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: with CLONE_PIDFD, a successful clone3 stored a fresh descriptor we own.
+    Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }))
+}
+
 /// Whether this kernel has pidfds, probed once on our own PID.
 pub(crate) fn pidfds_available() -> bool {
     // 0: unknown, 1: yes, 2: no.
