@@ -230,7 +230,7 @@ where
 /// # Ok::<(), forkyard::Error>(())
 /// ```
 pub fn ensure_single_threaded() -> Result<()> {
-    let threads = crate::procs::thread_count().map_err(|e| Error::sys("read", "/proc/self/status (Threads:)", e))?;
+    let threads = crate::procs::thread_count()?;
     if threads > 1 { Err(Error::MultiThreaded { threads }) } else { Ok(()) }
 }
 

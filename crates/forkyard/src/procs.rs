@@ -18,7 +18,7 @@ use procfs::process::Process as ProcfsProcess;
 
 use crate::error::{Error, Result};
 use crate::pid::Pid;
-use crate::signal::Signal;
+use crate::signal::{Signal, SignalSet};
 
 /// The scheduler state of a process, as the letter in `/proc/PID/stat` and `ps` shows it.
 ///
@@ -591,19 +591,47 @@ pub fn open_fds() -> Vec<std::os::fd::RawFd> {
 /// The link count of `/proc/self/task` is the thread count plus two (one `stat`, cheaper
 /// than rendering `/proc/self/status`); the `Threads:` line of `/proc/self/status` is the
 /// fallback should a kernel ever count differently.
-pub(crate) fn thread_count() -> std::io::Result<usize> {
+pub(crate) fn thread_count() -> Result<usize> {
     use std::os::unix::fs::MetadataExt;
     if let Ok(meta) = std::fs::metadata("/proc/self/task") {
         if meta.nlink() > 2 {
             return Ok(meta.nlink() as usize - 2);
         }
     }
-    let status = std::fs::read_to_string("/proc/self/status")?;
+    const STATUS: &str = "/proc/self/status";
+    let status = std::fs::read_to_string(STATUS).map_err(|e| Error::sys("read", STATUS, e))?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("Threads:"))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no Threads: line in /proc/self/status"))
+        .ok_or_else(|| Error::Proc { on: STATUS.into(), reason: "no Threads: line".into() })
+}
+
+/// The threads of this process (their IDs) with the signals each blocks, from the `SigBlk:`
+/// line of `/proc/self/task/TID/status`. A thread that ends while the list is read is left
+/// out; so is one whose status has no readable mask.
+pub(crate) fn thread_masks() -> Result<Vec<(i32, SignalSet)>> {
+    const TASKS: &str = "/proc/self/task";
+    let tasks = std::fs::read_dir(TASKS).map_err(|e| Error::sys("opendir", TASKS, e))?;
+    let mut threads = Vec::new();
+    for entry in tasks.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let bits = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
+        if let Some(bits) = bits {
+            // Bit n-1 stands for signal n.
+            let mask = (1..=64).filter(|n| bits & (1u64 << (n - 1)) != 0).filter_map(Signal::new).collect();
+            threads.push((tid, mask));
+        }
+    }
+    Ok(threads)
 }
 
 #[cfg(test)]

@@ -191,7 +191,7 @@ impl<'fd> Launch<'fd> {
 /// child's `setenv` would take the C library's environment lock, which another thread may
 /// have held at the fork and which would then never be released in the child.
 fn refuse_setenv_with_threads() -> Result<()> {
-    let threads = crate::procs::thread_count().map_err(|e| Error::sys("read", "/proc/self/status (Threads:)", e))?;
+    let threads = crate::procs::thread_count()?;
     if threads > 1 {
         return Err(Error::Unsupported {
             what: "passing LISTEN_PID through Launch::spawn",
