@@ -17,6 +17,18 @@ use crate::sys;
 /// Blocks SIGCHLD in the calling thread, so that threads started from it afterwards
 /// inherit the block. Call it at the top of `main` if you will create a
 /// [`crate::Strategy::Signal`] reaper after starting threads.
+///
+/// ```
+/// use forkyard::{Reaper, Scope, Signal, SignalSet, Strategy};
+///
+/// forkyard::reap::block_sigchld()?; // first thing: threads started later inherit the block
+/// let worker = std::thread::spawn(|| SignalSet::thread_mask().map(|m| m.contains(Signal::CHLD)));
+/// assert!(worker.join().expect("joined")?);
+/// // So a SIGCHLD reaper is possible even now that there are threads.
+/// let reaper = Reaper::new(Strategy::Signal, Scope::All)?;
+/// # drop(reaper);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn block_sigchld() -> Result<()> {
     [Signal::CHLD].into_iter().collect::<SignalSet>().block().map(drop)
 }
