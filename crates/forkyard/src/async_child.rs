@@ -51,6 +51,19 @@ impl AsyncChild {
     /// Takes charge of `child`. Must be called within a tokio runtime with I/O enabled.
     /// Fails with [`Error::Unsupported`] if the child has no pidfd (Linux before 5.3, or a
     /// descriptor table that was full when it started).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap().block_on(async {
+    /// use forkyard::{ExitStatus, Launch};
+    /// use forkyard::async_child::AsyncChild;
+    /// use forkyard::spawn::Program;
+    ///
+    /// let child = Launch::new().start(Program::new(["true"]))?;
+    /// let mut child = AsyncChild::new(child)?; // inside a runtime with I/O enabled
+    /// assert_eq!(child.wait().await?, ExitStatus::Exited(0));
+    /// # Ok::<(), forkyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new(child: Child) -> Result<AsyncChild> {
         let pid = child.pid();
         let Some(pidfd) = child.pidfd() else {
@@ -66,12 +79,43 @@ impl AsyncChild {
     }
 
     /// The child's PID.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap().block_on(async {
+    /// use forkyard::Launch;
+    /// use forkyard::async_child::AsyncChild;
+    /// use forkyard::spawn::Program;
+    ///
+    /// let child = Launch::new().start(Program::new(["true"]))?;
+    /// let pid = child.pid();
+    /// let mut child = AsyncChild::new(child)?;
+    /// assert_eq!(child.pid(), pid);
+    /// child.wait().await?;
+    /// # Ok::<(), forkyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn pid(&self) -> Pid {
         self.child.pid()
     }
 
     /// Waits for the child to end without blocking the runtime, collects it and returns how
     /// it ended. Cancelling the future leaves the child running and still waitable.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use forkyard::{Launch, Signal};
+    /// use forkyard::async_child::AsyncChild;
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = AsyncChild::new(Launch::new().start(Program::new(["sleep", "60"]))?)?;
+    /// // Give up waiting after a moment: the child runs on, still waitable.
+    /// assert!(tokio::time::timeout(Duration::from_millis(10), child.wait()).await.is_err());
+    /// child.kill(Signal::KILL)?;
+    /// assert_eq!(child.wait().await?.signal(), Some(Signal::KILL));
+    /// # Ok::<(), forkyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn wait(&mut self) -> Result<ExitStatus> {
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -90,11 +134,37 @@ impl AsyncChild {
     }
 
     /// Sends `signal` through the pidfd (see [`Child::kill`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap().block_on(async {
+    /// use forkyard::{Launch, Signal};
+    /// use forkyard::async_child::AsyncChild;
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = AsyncChild::new(Launch::new().start(Program::new(["sleep", "60"]))?)?;
+    /// child.kill(Signal::INT)?;
+    /// assert_eq!(child.wait().await?.signal(), Some(Signal::INT));
+    /// # Ok::<(), forkyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn kill(&self, signal: Signal) -> Result<()> {
         self.child.kill(signal)
     }
 
     /// The blocking handle back.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap().block_on(async {
+    /// use forkyard::{ExitStatus, Launch};
+    /// use forkyard::async_child::AsyncChild;
+    /// use forkyard::spawn::Program;
+    ///
+    /// let child = AsyncChild::new(Launch::new().start(Program::new(["sh", "-c", "exit 6"]))?)?;
+    /// let mut blocking = child.into_inner(); // back to Child::wait, on a thread that may block
+    /// assert_eq!(blocking.wait()?, ExitStatus::Exited(6));
+    /// # Ok::<(), forkyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn into_inner(self) -> Child {
         self.child
     }

@@ -100,6 +100,18 @@ impl Child {
     /// process (or has already been reaped).
     ///
     /// Do not also wait on it through the `std` handle: only one of the two can collect it.
+    ///
+    /// ```
+    /// use std::process::Command;
+    /// use forkyard::{Child, ExitStatus, Pid};
+    ///
+    /// let started = Command::new("sh").args(["-c", "exit 4"]).spawn()?;
+    /// let pid = Pid::new(started.id() as i32).expect("a child's PID is positive");
+    /// let mut child = Child::from_pid(pid)?; // from now on this handle collects it, not std's
+    /// assert_eq!(child.wait()?, ExitStatus::Exited(4));
+    /// assert!(Child::from_pid(Pid::INIT).is_err()); // not a child of ours
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_pid(pid: Pid) -> Result<Child> {
         let child = Child::fresh(pid);
         // WNOWAIT leaves the child waitable; ECHILD proves it is not ours to wait for.
@@ -119,22 +131,71 @@ impl Child {
     }
 
     /// The child's PID.
+    ///
+    /// ```
+    /// use forkyard::{Launch, Pid};
+    /// use forkyard::procs::Process;
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = Launch::new().start(Program::new(["true"]))?;
+    /// let seen = Process::read(child.pid())?.expect("not collected yet, so still listed");
+    /// assert_eq!(seen.ppid, Some(Pid::this()));
+    /// child.wait()?;
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn pid(&self) -> Pid {
         self.pid
     }
 
     /// The child's pidfd, if the kernel gave one: poll it for readability to learn of the
     /// child's exit without a signal.
+    ///
+    /// ```
+    /// use std::os::fd::AsRawFd;
+    /// use forkyard::Launch;
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = Launch::new().start(Program::new(["true"]))?;
+    /// let fd = child.pidfd().expect("Linux 5.3 and later give one");
+    /// // It becomes readable when the child ends: any event loop can wait for that.
+    /// let mut ready = [libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+    /// // SAFETY: one valid pollfd; -1 waits without a time limit.
+    /// assert_eq!(unsafe { libc::poll(ready.as_mut_ptr(), 1, -1) }, 1);
+    /// assert!(child.try_wait()?.is_some()); // so collecting it does not block
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
         self.pidfd.as_ref().map(|fd| fd.as_fd())
     }
 
     /// How the child ended, if this handle has collected it.
+    ///
+    /// ```
+    /// use forkyard::{ExitStatus, Launch};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = Launch::new().start(Program::new(["true"]))?;
+    /// assert_eq!(child.status(), None); // not collected yet
+    /// child.wait()?;
+    /// assert_eq!(child.status(), Some(ExitStatus::Exited(0)));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn status(&self) -> Option<ExitStatus> {
         self.ended.map(|(status, _)| status)
     }
 
     /// What the child cost (CPU times, peak memory), once it has been collected.
+    ///
+    /// ```
+    /// use forkyard::Launch;
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = Launch::new().start(Program::new(["true"]))?;
+    /// assert!(child.resource_usage().is_none()); // known only once collected
+    /// child.wait()?;
+    /// assert!(child.resource_usage().expect("collected").max_rss_kib > 0);
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn resource_usage(&self) -> Option<ResourceUsage> {
         self.ended.map(|(_, usage)| usage)
     }
@@ -170,6 +231,16 @@ impl Child {
 
     /// Waits for the child to end, collects it and returns how it ended. Returns at once if
     /// it was already collected.
+    ///
+    /// ```
+    /// use forkyard::{ExitStatus, Launch};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = Launch::new().start(Program::new(["sh", "-c", "exit 3"]))?;
+    /// assert_eq!(child.wait()?, ExitStatus::Exited(3));
+    /// assert_eq!(child.wait()?, ExitStatus::Exited(3)); // again: the same answer, at once
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn wait(&mut self) -> Result<ExitStatus> {
         let status = self.wait_raw(0)?;
         reap_dropped_children();
@@ -179,12 +250,37 @@ impl Child {
     }
 
     /// Collects the child if it has ended; `Ok(None)` if it is still running.
+    ///
+    /// ```
+    /// use forkyard::{Launch, Signal};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = Launch::new().start(Program::new(["sleep", "60"]))?;
+    /// assert_eq!(child.try_wait()?, None); // still running
+    /// child.kill(Signal::KILL)?;
+    /// child.wait()?;
+    /// assert!(child.try_wait()?.is_some());
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
         self.wait_raw(libc::WNOHANG)
     }
 
     /// Waits up to `timeout` for the child to end. On `Ok(None)` the child is still
     /// running, and still waitable.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use forkyard::{Launch, Signal};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = Launch::new().start(Program::new(["sleep", "60"]))?;
+    /// assert_eq!(child.wait_timeout(Duration::from_millis(10))?, None); // still running
+    /// child.kill(Signal::TERM)?;
+    /// let status = child.wait_timeout(Duration::from_secs(60))?.expect("it ends on SIGTERM");
+    /// assert_eq!(status.signal(), Some(Signal::TERM));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>> {
         let deadline = Instant::now() + timeout;
         let mut backoff = Duration::from_millis(1);
@@ -213,6 +309,17 @@ impl Child {
     /// Sends `signal` to the child. Once the child has been collected nothing is sent and
     /// `Ok(())` is returned; a child that has ended but is not yet collected cannot be
     /// reached either, and that is not an error.
+    ///
+    /// ```
+    /// use forkyard::{Launch, Signal};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = Launch::new().start(Program::new(["sleep", "60"]))?;
+    /// child.kill(Signal::INT)?;
+    /// assert_eq!(child.wait()?.signal(), Some(Signal::INT));
+    /// child.kill(Signal::INT)?; // collected: nothing is sent, and no stranger can be hit
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn kill(&self, signal: Signal) -> Result<()> {
         signal.checked()?;
         if self.ended.is_some() {

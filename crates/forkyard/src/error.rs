@@ -14,6 +14,16 @@ use crate::signal::number::Signal;
 use crate::status::ExitStatus;
 
 /// A `Result` whose error is [`Error`].
+///
+/// ```
+/// use forkyard::{Pid, Result};
+///
+/// fn parent_of_a_child() -> Result<Pid> {
+///     forkyard::run_in_child(Pid::parent)
+/// }
+/// assert_eq!(parent_of_a_child()?, Pid::this());
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in `forkyard`.
@@ -265,6 +275,16 @@ impl Error {
     }
 
     /// The `errno` behind this error, if it came from a system call.
+    ///
+    /// ```
+    /// use forkyard::{Child, Pid};
+    ///
+    /// // Process 1 is not our child: waitid says ECHILD.
+    /// let err = Child::from_pid(Pid::INIT).unwrap_err();
+    /// assert_eq!(err.raw_os_error(), Some(libc::ECHILD));
+    /// let err = "soon".parse::<forkyard::Signal>().map_err(forkyard::Error::from).unwrap_err();
+    /// assert_eq!(err.raw_os_error(), None); // not from a system call
+    /// ```
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Sys { source, .. } | Error::Start { source, .. } => source.raw_os_error(),

@@ -65,6 +65,21 @@ pub enum Fork {
 /// - the child must end with [`exit_child`] (`_exit`) or `exec`, never by returning from
 ///   `main` or unwinding out of it, or it runs the parent's destructors and `atexit`
 ///   handlers a second time (flushing the same buffers, deleting the same temporary files).
+///
+/// ```
+/// use forkyard::{ExitStatus, Fork};
+///
+/// // SAFETY: a doc-test is single-threaded; the child makes one system call and _exits.
+/// match unsafe { forkyard::fork() }? {
+///     Fork::Child => {
+///         // SAFETY: getppid has no preconditions.
+///         let parent_is_alive = unsafe { libc::getppid() } > 1;
+///         forkyard::exit_child(if parent_is_alive { 0 } else { 1 })
+///     }
+///     Fork::Parent(mut child) => assert_eq!(child.wait()?, ExitStatus::Exited(0)),
+/// }
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub unsafe fn fork() -> Result<Fork> {
     // Collect dropped children now rather than after the fork: it takes a lock, and pages
     // written after a fork are copied.
@@ -230,7 +245,7 @@ where
 /// # Ok::<(), forkyard::Error>(())
 /// ```
 pub fn ensure_single_threaded() -> Result<()> {
-    let threads = crate::procs::thread_count().map_err(|e| Error::sys("read", "/proc/self/status (Threads:)", e))?;
+    let threads = crate::procs::thread_count()?;
     if threads > 1 { Err(Error::MultiThreaded { threads }) } else { Ok(()) }
 }
 

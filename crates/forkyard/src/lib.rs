@@ -37,6 +37,18 @@
 //!
 //! - `tokio`: the `async_child` module, `AsyncChild` and an async `run_in_child`, on tokio's
 //!   reactor (no thread, no SIGCHLD handler).
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap().block_on(async {
+//! use forkyard::async_child::{AsyncChild, run_in_child};
+//! use forkyard::spawn::Program;
+//!
+//! let answer = run_in_child(|| 6 * 7).await?; // other tasks run while the child works
+//! let mut child = AsyncChild::new(forkyard::Launch::new().start(Program::new(["true"]))?)?;
+//! assert!(child.wait().await?.success() && answer == 42);
+//! # Ok::<(), forkyard::Error>(())
+//! # }).unwrap();
+//! ```
 #![cfg(target_os = "linux")]
 #![deny(missing_docs)]
 

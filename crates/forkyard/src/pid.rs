@@ -64,11 +64,25 @@ impl FromStr for Pid {
 impl Pid {
     /// Wraps a raw PID, or returns `None` unless it is greater than zero (0 and negative
     /// numbers mean "my group" or "that group" to the kernel, never one process).
+    ///
+    /// ```
+    /// use forkyard::Pid;
+    ///
+    /// assert_eq!(Pid::new(1), Some(Pid::INIT));
+    /// assert_eq!(Pid::new(0), None); // "my process group" to kill(2)
+    /// assert_eq!(Pid::new(-1), None); // "every process" to kill(2)
+    /// ```
     pub fn new(raw: i32) -> Option<Pid> {
         (raw > 0).then_some(Pid(raw))
     }
 
     /// The PID of the calling process.
+    ///
+    /// ```
+    /// use forkyard::Pid;
+    ///
+    /// assert_eq!(Pid::this().as_raw() as u32, std::process::id());
+    /// ```
     pub fn this() -> Pid {
         // SAFETY: getpid has no preconditions and cannot fail.
         Pid(unsafe { libc::getpid() })
@@ -76,17 +90,39 @@ impl Pid {
 
     /// The PID of the calling process's parent, as the kernel sees it now (after the parent
     /// died this is the subreaper or PID 1 that adopted us).
+    ///
+    /// ```
+    /// use forkyard::Pid;
+    ///
+    /// let sent = forkyard::run_in_child(Pid::parent)?; // the child's parent is us
+    /// assert_eq!(sent, Pid::this());
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn parent() -> Pid {
         // SAFETY: getppid has no preconditions and cannot fail.
         Pid(unsafe { libc::getppid() })
     }
 
     /// The raw number, for system calls and for printing.
+    ///
+    /// ```
+    /// use forkyard::Pid;
+    ///
+    /// let pid = Pid::new(4321).expect("positive");
+    /// assert_eq!(pid.as_raw(), 4321);
+    /// ```
     pub fn as_raw(self) -> i32 {
         self.0
     }
 
     /// `Pid(1)`: the init process of the current PID namespace.
+    ///
+    /// ```
+    /// use forkyard::Pid;
+    ///
+    /// assert_eq!(Pid::INIT.as_raw(), 1);
+    /// assert_ne!(Pid::this(), Pid::INIT); // a doc-test is not the init of its namespace
+    /// ```
     pub const INIT: Pid = Pid(1);
 }
 

@@ -148,6 +148,15 @@ where
     O: Serialize + DeserializeOwned,
 {
     /// A pool of at most `workers` processes (at least 1) running `f`.
+    ///
+    /// ```
+    /// use forkyard::Pool;
+    ///
+    /// let mut pool = Pool::new(3, |name: String| name.to_uppercase())?;
+    /// assert_eq!(pool.map(&["a".to_string()])?, [Ok("A".to_string())]);
+    /// assert!(Pool::new(0, |x: u8| x).is_err()); // at least one worker
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn new(workers: usize, f: impl Fn(I) -> O + 'static) -> Result<Pool<I, O>> {
         if workers == 0 {
             return Err(Error::invalid("a pool of zero workers", "ask for at least one"));
@@ -160,12 +169,33 @@ where
     /// Sends inputs to workers `n` at a time instead of the default (a quarter of an even
     /// share per worker, as Python does). Smaller chunks balance uneven work better; larger
     /// ones cost fewer system calls.
+    ///
+    /// ```
+    /// use forkyard::Pool;
+    ///
+    /// // One item at a time: uneven work spreads best (at one message per item).
+    /// let mut pool = Pool::new(2, |ms: u64| ms * 2)?.with_chunk_size(1);
+    /// assert_eq!(pool.map(&[5, 1, 3])?, [Ok(10), Ok(2), Ok(6)]);
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn with_chunk_size(mut self, n: usize) -> Pool<I, O> {
         self.chunk_size = Some(n.max(1));
         self
     }
 
     /// The PIDs of the live workers (none before the first `map`).
+    ///
+    /// ```
+    /// use forkyard::{Pid, Pool};
+    ///
+    /// let mut pool = Pool::new(2, |_: u8| forkyard::Pid::this())?;
+    /// assert!(pool.worker_pids().is_empty()); // forked on the first map
+    /// let ran_in = pool.map(&[0, 1, 2, 3])?;
+    /// let workers = pool.worker_pids();
+    /// assert!(ran_in.iter().all(|pid| workers.contains(pid.as_ref().expect("ran"))));
+    /// assert!(!workers.contains(&Pid::this()));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn worker_pids(&self) -> Vec<Pid> {
         self.workers.iter().map(|w| w.child.pid()).collect()
     }
@@ -179,6 +209,22 @@ where
     /// not yet sent, is computed again), and a replacement is forked. The outer `Err` is for
     /// failures of the pool itself (a fork refused by the kernel, a thread started in this
     /// process).
+    ///
+    /// ```
+    /// use forkyard::{Pool, Signal, TaskError};
+    ///
+    /// let mut pool = Pool::new(2, |x: i32| {
+    ///     if x < 0 {
+    ///         std::process::abort(); // this worker dies; the pool replaces it
+    ///     }
+    ///     x + 1
+    /// })?;
+    /// let out = pool.map(&[1, -1, 2])?;
+    /// assert_eq!((&out[0], &out[2]), (&Ok(2), &Ok(3)));
+    /// assert!(matches!(out[1], Err(TaskError::WorkerDied { status, .. }) if status.signal() == Some(Signal::ABRT)));
+    /// assert_eq!(pool.map(&[10])?, [Ok(11)]); // and it carries on
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn map(&mut self, inputs: &[I]) -> Result<Vec<Result<O, TaskError>>> {
         let n = inputs.len();
         if n >= u32::MAX as usize {

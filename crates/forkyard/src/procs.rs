@@ -18,7 +18,7 @@ use procfs::process::Process as ProcfsProcess;
 
 use crate::error::{Error, Result};
 use crate::pid::Pid;
-use crate::signal::Signal;
+use crate::signal::{Signal, SignalSet};
 
 /// The scheduler state of a process, as the letter in `/proc/PID/stat` and `ps` shows it.
 ///
@@ -53,6 +53,13 @@ pub enum State {
 
 impl State {
     /// The state for a `/proc` letter.
+    ///
+    /// ```
+    /// use forkyard::procs::State;
+    ///
+    /// assert_eq!(State::from_char('Z'), State::Zombie);
+    /// assert_eq!(State::from_char('W'), State::Other('W')); // paging, on kernels before 2.6
+    /// ```
     pub fn from_char(c: char) -> State {
         match c {
             'R' => State::Running,
@@ -68,6 +75,13 @@ impl State {
     }
 
     /// The letter `ps` prints.
+    ///
+    /// ```
+    /// use forkyard::procs::State;
+    ///
+    /// assert_eq!(State::Sleeping.as_char(), 'S');
+    /// assert_eq!(State::Zombie.to_string(), "Z"); // Display prints the letter too
+    /// ```
     pub fn as_char(self) -> char {
         match self {
             State::Running => 'R',
@@ -138,6 +152,17 @@ pub struct Process {
 
 impl Process {
     /// Reads one process; `Ok(None)` if it does not exist (or vanished while being read).
+    ///
+    /// ```
+    /// use forkyard::Pid;
+    /// use forkyard::procs::Process;
+    ///
+    /// let me = Process::read(Pid::this())?.expect("we exist");
+    /// assert_eq!(me.pid, Pid::this());
+    /// assert!(me.threads >= 1);
+    /// assert!(Process::read(Pid::new(i32::MAX).expect("positive"))?.is_none()); // no such process
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn read(pid: Pid) -> Result<Option<Process>> {
         let proc = match ProcfsProcess::new(pid.as_raw()) {
             Ok(p) => p,
@@ -149,27 +174,86 @@ impl Process {
 
     /// The command as `ps` shows it: the arguments joined by spaces, or `[comm]` when there
     /// are none (kernel threads, zombies).
+    ///
+    /// ```
+    /// use forkyard::{Launch, Pid};
+    /// use forkyard::procs::Process;
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = Launch::new().start(Program::new(["sleep", "60"]))?;
+    /// let sleeper = Process::read(child.pid())?.expect("running");
+    /// assert_eq!(sleeper.command(), "sleep 60");
+    /// child.kill(forkyard::Signal::KILL)?;
+    /// child.wait()?;
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn command(&self) -> String {
         if self.cmdline.is_empty() { format!("[{}]", self.comm) } else { self.cmdline.join(" ") }
     }
 
     /// Whether it is a zombie.
+    ///
+    /// ```
+    /// use forkyard::Launch;
+    /// use forkyard::procs::{Process, State, state};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = Launch::new().start(Program::new(["true"]))?;
+    /// while state(child.pid())? != Some(State::Zombie) {
+    ///     std::thread::yield_now(); // it ends, and waits for us to collect it
+    /// }
+    /// assert!(Process::read(child.pid())?.expect("still listed").is_zombie());
+    /// child.wait()?; // gone from /proc now
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn is_zombie(&self) -> bool {
         self.state == State::Zombie
     }
 
     /// CPU time used.
+    ///
+    /// ```
+    /// use forkyard::Pid;
+    /// use forkyard::procs::Process;
+    ///
+    /// // Reading /proc costs CPU: loop until the kernel has counted a tick of it.
+    /// let mut me = Process::read(Pid::this())?.expect("we exist");
+    /// while me.cpu_time().is_zero() {
+    ///     me = Process::read(Pid::this())?.expect("we exist");
+    /// }
+    /// assert!(me.cpu_time() >= std::time::Duration::from_millis(1));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn cpu_time(&self) -> Duration {
         Duration::from_secs_f64(self.cpu_ticks as f64 / procfs::ticks_per_second() as f64)
     }
 
     /// When it started, given the boot time from [`boot_time`].
+    ///
+    /// ```
+    /// use std::time::SystemTime;
+    /// use forkyard::Pid;
+    /// use forkyard::procs::{Process, boot_time};
+    ///
+    /// let me = Process::read(Pid::this())?.expect("we exist");
+    /// let started = me.started_at(boot_time()?);
+    /// assert!(started <= SystemTime::now());
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn started_at(&self, boot: SystemTime) -> SystemTime {
         boot + Duration::from_secs_f64(self.start_ticks as f64 / procfs::ticks_per_second() as f64)
     }
 }
 
 /// When the machine booted (the `btime` line of `/proc/stat`).
+///
+/// ```
+/// use std::time::SystemTime;
+///
+/// let booted = forkyard::procs::boot_time()?;
+/// assert!(booted < SystemTime::now() && booted > SystemTime::UNIX_EPOCH);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn boot_time() -> Result<SystemTime> {
     let secs = procfs::boot_time_secs().map_err(|e| proc_error("/proc/stat".into(), e))?;
     Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
@@ -177,6 +261,22 @@ pub fn boot_time() -> Result<SystemTime> {
 
 /// The state of one process, reading only `/proc/PID/stat`; `Ok(None)` once it is gone
 /// (reaped, or never existed).
+///
+/// ```
+/// use forkyard::{Launch, Signal};
+/// use forkyard::procs::{State, state};
+/// use forkyard::spawn::Program;
+///
+/// let mut child = Launch::new().start(Program::new(["sleep", "60"]))?;
+/// child.kill(Signal::STOP)?;
+/// while state(child.pid())? != Some(State::Stopped) {
+///     std::thread::yield_now();
+/// }
+/// child.kill(Signal::KILL)?;
+/// child.wait()?;
+/// assert_eq!(state(child.pid())?, None); // collected: gone
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn state(pid: Pid) -> Result<Option<State>> {
     let text = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(text) => text,
@@ -195,6 +295,15 @@ pub fn state(pid: Pid) -> Result<Option<State>> {
 }
 
 /// CPU time and resident memory of one process.
+///
+/// ```
+/// use forkyard::{Pid, procs};
+///
+/// let usage: procs::Usage = procs::usage(Pid::this())?.expect("we exist");
+/// println!("{:?} of CPU, {} bytes resident", usage.cpu, usage.resident_bytes);
+/// assert!(usage.resident_bytes >= 4096);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Usage {
     /// CPU time used (user + system).
@@ -428,11 +537,30 @@ pub struct TreeEntry<'a> {
 
 impl Snapshot {
     /// Reads every process in `/proc`, with command lines.
+    ///
+    /// ```
+    /// use forkyard::Pid;
+    /// use forkyard::procs::Snapshot;
+    ///
+    /// let snap = Snapshot::take()?;
+    /// assert!(snap.get(Pid::this()).is_some_and(|me| !me.cmdline.is_empty()));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn take() -> Result<Snapshot> {
         Snapshot::take_with(ScanOptions::default())
     }
 
     /// Reads every process in `/proc`.
+    ///
+    /// ```
+    /// use forkyard::Pid;
+    /// use forkyard::procs::{ScanOptions, Snapshot};
+    ///
+    /// // Parents and states only, on 4 threads: a quick census of a big machine.
+    /// let snap = Snapshot::take_with(ScanOptions { cmdline: false, threads: 4 })?;
+    /// assert!(snap.get(Pid::this()).is_some_and(|me| me.cmdline.is_empty()));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn take_with(options: ScanOptions) -> Result<Snapshot> {
         let pids = list_pids()?;
         let threads = options.threads.clamp(1, 64).min(pids.len().div_ceil(256).max(1));
@@ -456,6 +584,20 @@ impl Snapshot {
     }
 
     /// Builds a snapshot from processes read elsewhere (or made up, for tests).
+    ///
+    /// ```
+    /// use forkyard::Pid;
+    /// use forkyard::procs::{Process, Snapshot};
+    ///
+    /// // A snapshot of chosen processes, here this one and its parent.
+    /// let mine: Vec<Process> = [Pid::this(), Pid::parent()]
+    ///     .into_iter()
+    ///     .filter_map(|pid| Process::read(pid).ok().flatten())
+    ///     .collect();
+    /// let snap = Snapshot::from_processes(mine);
+    /// assert_eq!(snap.children(Pid::parent()).next().map(|p| p.pid), Some(Pid::this()));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn from_processes(mut procs: Vec<Process>) -> Snapshot {
         procs.sort_by_key(|p| p.pid);
         let by_pid = procs.iter().enumerate().map(|(i, p)| (p.pid, i)).collect();
@@ -469,26 +611,91 @@ impl Snapshot {
     }
 
     /// All processes, by increasing PID.
+    ///
+    /// ```
+    /// use forkyard::procs::Snapshot;
+    ///
+    /// let snap = Snapshot::take()?;
+    /// let pids: Vec<_> = snap.processes().iter().map(|p| p.pid).collect();
+    /// assert!(pids.windows(2).all(|w| w[0] < w[1])); // by increasing PID
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn processes(&self) -> &[Process] {
         &self.procs
     }
 
     /// One process.
+    ///
+    /// ```
+    /// use forkyard::Pid;
+    /// use forkyard::procs::Snapshot;
+    ///
+    /// let snap = Snapshot::take()?;
+    /// assert_eq!(snap.get(Pid::this()).map(|me| me.ppid), Some(Some(Pid::parent())));
+    /// assert!(snap.get(Pid::new(i32::MAX).expect("positive")).is_none());
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn get(&self, pid: Pid) -> Option<&Process> {
         self.by_pid.get(&pid).map(|&i| &self.procs[i])
     }
 
     /// The zombies: processes that have ended and whose parent has not collected them.
+    ///
+    /// ```
+    /// use forkyard::{Launch, Pid};
+    /// use forkyard::procs::{Snapshot, State, state};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = Launch::new().start(Program::new(["true"]))?;
+    /// while state(child.pid())? != Some(State::Zombie) {
+    ///     std::thread::yield_now();
+    /// }
+    /// let snap = Snapshot::take()?;
+    /// assert!(snap.zombies().any(|z| z.pid == child.pid() && z.ppid == Some(Pid::this())));
+    /// child.wait()?;
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn zombies(&self) -> impl Iterator<Item = &Process> {
         self.procs.iter().filter(|p| p.is_zombie())
     }
 
     /// The direct children of `pid`, by increasing PID.
+    ///
+    /// ```
+    /// use forkyard::{Launch, Pid, Signal};
+    /// use forkyard::procs::Snapshot;
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = Launch::new().start(Program::new(["sleep", "60"]))?;
+    /// let snap = Snapshot::take()?;
+    /// assert!(snap.children(Pid::this()).any(|p| p.pid == child.pid()));
+    /// child.kill(Signal::KILL)?;
+    /// child.wait()?;
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn children(&self, pid: Pid) -> impl Iterator<Item = &Process> {
         self.children.get(&pid).into_iter().flatten().map(|&i| &self.procs[i])
     }
 
     /// Every descendant of `pid` (children, their children, ...), in pre-order.
+    ///
+    /// ```
+    /// use forkyard::{Launch, Pid, Signal};
+    /// use forkyard::procs::Snapshot;
+    /// use forkyard::spawn::Program;
+    ///
+    /// // A shell and its own child: both are our descendants.
+    /// let mut sh = Launch::new().start(Program::new(["sh", "-c", "sleep 60; exit 7"]))?;
+    /// let mut snap = Snapshot::take()?;
+    /// while snap.descendants(Pid::this()).len() < 2 {
+    ///     snap = Snapshot::take()?; // until the shell has started `sleep`
+    /// }
+    /// let [shell, sleep] = snap.descendants(Pid::this())[..] else { panic!("two") };
+    /// assert_eq!((shell.pid, sleep.ppid), (sh.pid(), Some(sh.pid()))); // pre-order
+    /// Signal::TERM.send(sleep.pid)?; // the shell collects it and goes on
+    /// assert_eq!(sh.wait()?, forkyard::ExitStatus::Exited(7));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn descendants(&self, pid: Pid) -> Vec<&Process> {
         self.tree(pid).into_iter().skip(1).map(|e| e.process).collect()
     }
@@ -496,12 +703,39 @@ impl Snapshot {
     /// Sends `signal` to every live (not zombie) descendant of `pid` in this snapshot; returns
     /// how many received it. Processes started after the snapshot are not reached: call again
     /// (with a new snapshot) until nothing is left.
+    ///
+    /// ```
+    /// use forkyard::{Launch, Pid, Signal};
+    /// use forkyard::procs::Snapshot;
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = Launch::new().start(Program::new(["sleep", "60"]))?;
+    /// let snap = Snapshot::take()?;
+    /// assert_eq!(snap.signal_descendants(Pid::this(), Signal::TERM), 1);
+    /// assert_eq!(child.wait()?.signal(), Some(Signal::TERM));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn signal_descendants(&self, pid: Pid, signal: Signal) -> usize {
         self.descendants(pid).iter().filter(|p| !p.is_zombie()).filter(|p| signal.send(p.pid).is_ok()).count()
     }
 
     /// The tree rooted at `pid`, in pre-order, the root first. Empty if `pid` is not in the
     /// snapshot.
+    ///
+    /// ```
+    /// use forkyard::{Launch, Pid, Signal};
+    /// use forkyard::procs::Snapshot;
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = Launch::new().start(Program::new(["sleep", "60"]))?;
+    /// let snap = Snapshot::take()?;
+    /// let tree = snap.tree(Pid::this());
+    /// assert_eq!((tree[0].process.pid, tree[0].depth), (Pid::this(), 0));
+    /// assert_eq!((tree[1].process.pid, tree[1].depth, tree[1].last), (child.pid(), 1, true));
+    /// child.kill(Signal::KILL)?;
+    /// child.wait()?;
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn tree(&self, pid: Pid) -> Vec<TreeEntry<'_>> {
         let mut out = Vec::new();
         if let Some(root) = self.get(pid) {
@@ -512,6 +746,20 @@ impl Snapshot {
 
     /// Every tree of the system: one per process whose parent is not in the snapshot (PID 1,
     /// the kernel's thread parent, or processes outside our PID namespace).
+    ///
+    /// ```
+    /// use forkyard::Pid;
+    /// use forkyard::procs::Snapshot;
+    ///
+    /// // As `ps f` draws it.
+    /// let snap = Snapshot::take()?;
+    /// for entry in snap.forest() {
+    ///     let branch = if entry.last { "└─" } else { "├─" };
+    ///     println!("{:>7} {}{branch}{}", entry.process.pid, "  ".repeat(entry.depth), entry.process.comm);
+    /// }
+    /// assert!(snap.forest().iter().any(|e| e.process.pid == Pid::this()));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn forest(&self) -> Vec<TreeEntry<'_>> {
         let mut out = Vec::new();
         let roots: Vec<&Process> =
@@ -549,6 +797,16 @@ impl Snapshot {
 
 /// Sends `signal` to every live descendant of `pid`, found in a fresh scan of `/proc`
 /// (parent links only, no command lines); returns how many received it.
+///
+/// ```
+/// use forkyard::{Launch, Pid, Signal, procs};
+/// use forkyard::spawn::Program;
+///
+/// let mut child = Launch::new().start(Program::new(["sleep", "60"]))?;
+/// assert_eq!(procs::signal_descendants(Pid::this(), Signal::TERM)?, 1);
+/// assert_eq!(child.wait()?.signal(), Some(Signal::TERM));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn signal_descendants(pid: Pid, signal: Signal) -> Result<usize> {
     let snap = Snapshot::take_with(ScanOptions { cmdline: false, threads: 1 })?;
     Ok(snap.signal_descendants(pid, signal))
@@ -558,6 +816,16 @@ pub fn signal_descendants(pid: Pid, signal: Signal) -> Result<usize> {
 /// every other process in it, reached with one `kill(-1)` and no scan; the kernel does not
 /// say how many it reached, so the count is then 1 for "at least one" and 0 for none.
 /// Otherwise as [`signal_descendants`].
+///
+/// ```
+/// use forkyard::{Launch, Signal, procs};
+/// use forkyard::spawn::Program;
+///
+/// let mut child = Launch::new().start(Program::new(["sleep", "60"]))?;
+/// assert_eq!(procs::signal_own_descendants(Signal::TERM)?, 1); // we are not PID 1: counted
+/// assert_eq!(child.wait()?.signal(), Some(Signal::TERM));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn signal_own_descendants(signal: Signal) -> Result<usize> {
     if Pid::this() != Pid::INIT {
         return signal_descendants(Pid::this(), signal);
@@ -576,6 +844,17 @@ pub fn signal_own_descendants(signal: Signal) -> Result<usize> {
 /// The descriptors the calling process has open now, from `/proc/self/fd`, in increasing
 /// order (the one used to read the directory, closed by the time this returns, is left out).
 /// Empty if `/proc` is not mounted.
+///
+/// ```
+/// use std::os::fd::AsRawFd;
+///
+/// let file = std::fs::File::open("/dev/null")?;
+/// let open = forkyard::procs::open_fds();
+/// assert!(open.contains(&file.as_raw_fd()));
+/// drop(file);
+/// assert_eq!(forkyard::procs::open_fds().len(), open.len() - 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn open_fds() -> Vec<std::os::fd::RawFd> {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
     let mut fds: Vec<std::os::fd::RawFd> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
@@ -591,19 +870,47 @@ pub fn open_fds() -> Vec<std::os::fd::RawFd> {
 /// The link count of `/proc/self/task` is the thread count plus two (one `stat`, cheaper
 /// than rendering `/proc/self/status`); the `Threads:` line of `/proc/self/status` is the
 /// fallback should a kernel ever count differently.
-pub(crate) fn thread_count() -> std::io::Result<usize> {
+pub(crate) fn thread_count() -> Result<usize> {
     use std::os::unix::fs::MetadataExt;
     if let Ok(meta) = std::fs::metadata("/proc/self/task") {
         if meta.nlink() > 2 {
             return Ok(meta.nlink() as usize - 2);
         }
     }
-    let status = std::fs::read_to_string("/proc/self/status")?;
+    const STATUS: &str = "/proc/self/status";
+    let status = std::fs::read_to_string(STATUS).map_err(|e| Error::sys("read", STATUS, e))?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("Threads:"))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no Threads: line in /proc/self/status"))
+        .ok_or_else(|| Error::Proc { on: STATUS.into(), reason: "no Threads: line".into() })
+}
+
+/// The threads of this process (their IDs) with the signals each blocks, from the `SigBlk:`
+/// line of `/proc/self/task/TID/status`. A thread that ends while the list is read is left
+/// out; so is one whose status has no readable mask.
+pub(crate) fn thread_masks() -> Result<Vec<(i32, SignalSet)>> {
+    const TASKS: &str = "/proc/self/task";
+    let tasks = std::fs::read_dir(TASKS).map_err(|e| Error::sys("opendir", TASKS, e))?;
+    let mut threads = Vec::new();
+    for entry in tasks.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let bits = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
+        if let Some(bits) = bits {
+            // Bit n-1 stands for signal n.
+            let mask = (1..=64).filter(|n| bits & (1u64 << (n - 1)) != 0).filter_map(Signal::new).collect();
+            threads.push((tid, mask));
+        }
+    }
+    Ok(threads)
 }
 
 #[cfg(test)]

@@ -22,18 +22,47 @@ pub use number::{InvalidSignal, Signal};
 impl Signal {
     /// Sends this signal to one process by PID. Prefer [`crate::Child::kill`] for your own
     /// children: a PID can be reused once its process has been reaped.
+    ///
+    /// ```
+    /// use forkyard::{Launch, Signal};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = Launch::new().start(Program::new(["sleep", "60"]))?;
+    /// Signal::TERM.send(child.pid())?; // safe here: not collected yet, so the PID is still its
+    /// assert_eq!(child.wait()?.signal(), Some(Signal::TERM));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn send(self, pid: Pid) -> Result<()> {
         self.checked()?;
         sys::kill(pid, self.0).map_err(|e| Error::sys("kill", format!("process {pid} ({self})"), e))
     }
 
     /// Sends this signal to every process in the group `pgid`.
+    ///
+    /// ```
+    /// use forkyard::{Launch, Signal};
+    /// use forkyard::spawn::{Group, Program};
+    ///
+    /// // `sleep` leads a group of its own; whatever it started would be in it too.
+    /// let mut leader = Launch::new().group(Group::Own).start(Program::new(["sleep", "60"]))?;
+    /// Signal::TERM.send_group(leader.pid())?; // the group's ID is its leader's PID
+    /// assert_eq!(leader.wait()?.signal(), Some(Signal::TERM));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn send_group(self, pgid: Pid) -> Result<()> {
         self.checked()?;
         sys::kill_group(pgid, self.0).map_err(|e| Error::sys("kill", format!("process group {pgid} ({self})"), e))
     }
 
     /// What the calling process does on this signal now.
+    ///
+    /// ```
+    /// use forkyard::{Disposition, Signal};
+    ///
+    /// assert_eq!(Signal::PIPE.disposition()?, Disposition::Ignore); // Rust's runtime did that
+    /// assert_eq!(Signal::TERM.disposition()?, Disposition::Default);
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn disposition(self) -> Result<Disposition> {
         let mut old = MaybeUninit::<libc::sigaction>::zeroed();
         // SAFETY: a null new action only queries; `old` is valid for writes.
@@ -51,6 +80,16 @@ impl Signal {
     /// Sets this signal to its default action or to be ignored, returning what it was.
     /// Installing handlers is deliberately not offered: forkyard reads signals from a
     /// [`SignalFd`] instead, which has none of a handler's restrictions.
+    ///
+    /// ```
+    /// use forkyard::{Disposition, Signal};
+    ///
+    /// let before = Signal::HUP.set_disposition(Disposition::Ignore)?;
+    /// assert_eq!((before, Signal::HUP.disposition()?), (Disposition::Default, Disposition::Ignore));
+    /// Signal::HUP.set_disposition(before)?;
+    /// assert!(Signal::HUP.set_disposition(Disposition::Handler).is_err()); // use a SignalFd
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn set_disposition(self, to: Disposition) -> Result<Disposition> {
         let handler = match to {
             Disposition::Default => libc::SIG_DFL,
@@ -98,6 +137,18 @@ pub enum Disposition {
 /// The signal state a process inherited, captured before it changes anything, so that the
 /// commands it starts get the same (an init or a supervisor blocks and takes signals for
 /// itself; its children must not see that).
+///
+/// ```
+/// use forkyard::{Inherited, Launch};
+/// use forkyard::spawn::Program;
+///
+/// // At the top of main, before blocking or ignoring anything for ourselves:
+/// let inherited = Inherited::capture()?;
+/// // ... later, a command started with what we were given, not what we changed:
+/// let launch = Launch::new().signal_mask(inherited.mask).dispositions(inherited.dispositions());
+/// launch.start(Program::new(["true"]))?.wait()?;
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Inherited {
     /// The signal mask.
@@ -111,6 +162,16 @@ pub struct Inherited {
 impl Inherited {
     /// Reads them now. Call this first: a Rust program's runtime sets SIGPIPE to "ignore"
     /// before `main`, so an exact picture needs a `#![no_main]` binary (as `forkyard` is).
+    ///
+    /// ```
+    /// use forkyard::{Disposition, Inherited, Signal};
+    ///
+    /// let inherited = Inherited::capture()?;
+    /// assert!(!inherited.mask.contains(Signal::TERM));
+    /// // A Rust `main` has already set SIGPIPE to "ignore", so this is what a doc-test sees.
+    /// assert_eq!(inherited.sigpipe, Disposition::Ignore);
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn capture() -> Result<Inherited> {
         Ok(Inherited {
             mask: SignalSet::thread_mask()?,
@@ -120,12 +181,32 @@ impl Inherited {
     }
 
     /// Nothing blocked, nothing ignored: what to assume when [`Inherited::capture`] fails.
+    ///
+    /// ```
+    /// use forkyard::{Disposition, Inherited, SignalSet};
+    ///
+    /// let pristine = Inherited::pristine();
+    /// assert_eq!((pristine.mask, pristine.sigpipe), (SignalSet::empty(), Disposition::Default));
+    /// ```
     pub fn pristine() -> Inherited {
         Inherited { mask: SignalSet::empty(), sigchld: Disposition::Default, sigpipe: Disposition::Default }
     }
 
     /// The dispositions to hand a started command back: SIGPIPE's always (the Rust runtime
     /// and `std::process` change it), SIGCHLD's if it was ignored.
+    ///
+    /// ```
+    /// use forkyard::{Disposition, Inherited, Launch, Signal};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let given = Inherited::pristine();
+    /// assert_eq!(given.dispositions(), [(Signal::PIPE, Disposition::Default)]);
+    /// // So the shell dies of SIGPIPE, as it would have without Rust's runtime ignoring it.
+    /// let launch = Launch::new().dispositions(given.dispositions());
+    /// let mut sh = launch.start(Program::new(["sh", "-c", "kill -PIPE $$"]))?;
+    /// assert_eq!(sh.wait()?.signal(), Some(Signal::PIPE));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn dispositions(&self) -> Vec<(Signal, Disposition)> {
         let mut list = vec![(Signal::PIPE, self.sigpipe)];
         if self.sigchld == Disposition::Ignore {
@@ -152,6 +233,12 @@ pub struct SignalSet(libc::sigset_t);
 
 impl SignalSet {
     /// No signals.
+    ///
+    /// ```
+    /// use forkyard::SignalSet;
+    ///
+    /// assert_eq!(SignalSet::empty().iter().count(), 0);
+    /// ```
     pub fn empty() -> SignalSet {
         let mut set = MaybeUninit::<libc::sigset_t>::uninit();
         // SAFETY: sigemptyset initialises the whole set.
@@ -162,6 +249,13 @@ impl SignalSet {
     }
 
     /// Every signal (glibc leaves out the two it keeps for its threads).
+    ///
+    /// ```
+    /// use forkyard::{Signal, SignalSet};
+    ///
+    /// let all = SignalSet::full();
+    /// assert!(all.contains(Signal::TERM) && all.contains(Signal::rtmax()));
+    /// ```
     pub fn full() -> SignalSet {
         let mut set = MaybeUninit::<libc::sigset_t>::uninit();
         // SAFETY: sigfillset initialises the whole set.
@@ -172,24 +266,55 @@ impl SignalSet {
     }
 
     /// Adds a signal.
+    ///
+    /// ```
+    /// use forkyard::{Signal, SignalSet};
+    ///
+    /// let mut set = SignalSet::empty();
+    /// set.insert(Signal::HUP);
+    /// assert!(set.contains(Signal::HUP));
+    /// ```
     pub fn insert(&mut self, signal: Signal) {
         // SAFETY: the set is initialised and the number is a valid signal.
         unsafe { libc::sigaddset(&mut self.0, signal.0) };
     }
 
     /// Removes a signal.
+    ///
+    /// ```
+    /// use forkyard::{Signal, SignalSet};
+    ///
+    /// let mut set = SignalSet::full();
+    /// set.remove(Signal::INT);
+    /// assert!(!set.contains(Signal::INT) && set.contains(Signal::TERM));
+    /// ```
     pub fn remove(&mut self, signal: Signal) {
         // SAFETY: the set is initialised and the number is a valid signal.
         unsafe { libc::sigdelset(&mut self.0, signal.0) };
     }
 
     /// Whether the set holds this signal.
+    ///
+    /// ```
+    /// use forkyard::{Signal, SignalSet};
+    ///
+    /// let set: SignalSet = [Signal::USR1].into_iter().collect();
+    /// assert!(set.contains(Signal::USR1));
+    /// assert!(!set.contains(Signal::USR2));
+    /// ```
     pub fn contains(&self, signal: Signal) -> bool {
         // SAFETY: the set is initialised and the number is a valid signal.
         unsafe { libc::sigismember(&self.0, signal.0) == 1 }
     }
 
     /// The signals in the set, lowest first.
+    ///
+    /// ```
+    /// use forkyard::{Signal, SignalSet};
+    ///
+    /// let set: SignalSet = [Signal::TERM, Signal::HUP].into_iter().collect();
+    /// assert_eq!(set.iter().collect::<Vec<_>>(), [Signal::HUP, Signal::TERM]); // lowest first
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = Signal> + '_ {
         (1..=libc::SIGRTMAX()).map(Signal).filter(|s| self.contains(*s))
     }
@@ -211,27 +336,77 @@ impl SignalSet {
     }
 
     /// The calling thread's signal mask.
+    ///
+    /// ```
+    /// use forkyard::{Signal, SignalSet};
+    ///
+    /// let before = SignalSet::thread_mask()?;
+    /// let set: SignalSet = [Signal::USR1].into_iter().collect();
+    /// set.block()?;
+    /// assert!(SignalSet::thread_mask()?.contains(Signal::USR1));
+    /// before.set_thread_mask()?;
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn thread_mask() -> Result<SignalSet> {
         SignalSet::mask(libc::SIG_BLOCK, None)
     }
 
     /// Blocks these signals in the calling thread (threads started afterwards inherit the
     /// mask); returns the mask as it was.
+    ///
+    /// ```
+    /// use forkyard::{Pid, Signal, SignalSet};
+    ///
+    /// let set: SignalSet = [Signal::USR1].into_iter().collect();
+    /// let before = set.block()?;
+    /// Signal::USR1.send(Pid::this())?; // blocked: it waits, pending, instead of killing us
+    /// assert!(!before.contains(Signal::USR1));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn block(&self) -> Result<SignalSet> {
         SignalSet::mask(libc::SIG_BLOCK, Some(self))
     }
 
     /// Unblocks these signals in the calling thread; returns the mask as it was.
+    ///
+    /// ```
+    /// use forkyard::{Signal, SignalSet};
+    ///
+    /// let set: SignalSet = [Signal::USR2].into_iter().collect();
+    /// set.block()?;
+    /// let before = set.unblock()?;
+    /// assert!(before.contains(Signal::USR2) && !SignalSet::thread_mask()?.contains(Signal::USR2));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn unblock(&self) -> Result<SignalSet> {
         SignalSet::mask(libc::SIG_UNBLOCK, Some(self))
     }
 
     /// Makes this set the calling thread's whole mask; returns the mask as it was.
+    ///
+    /// ```
+    /// use forkyard::{Signal, SignalSet};
+    ///
+    /// let only_term: SignalSet = [Signal::TERM].into_iter().collect();
+    /// let before = only_term.set_thread_mask()?;
+    /// assert_eq!(SignalSet::thread_mask()?, only_term);
+    /// before.set_thread_mask()?;
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn set_thread_mask(&self) -> Result<SignalSet> {
         SignalSet::mask(libc::SIG_SETMASK, Some(self))
     }
 
     /// The signals whose disposition in this process is "ignore".
+    ///
+    /// ```
+    /// use forkyard::{Disposition, Signal, SignalSet};
+    ///
+    /// Signal::USR1.set_disposition(Disposition::Ignore)?;
+    /// let ignored = SignalSet::ignored()?;
+    /// assert!(ignored.contains(Signal::USR1) && !ignored.contains(Signal::TERM));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn ignored() -> Result<SignalSet> {
         let mut set = SignalSet::empty();
         for signal in Signal::all().filter(|s| s.is_catchable()) {
@@ -329,6 +504,18 @@ pub struct SignalFd {
 impl SignalFd {
     /// A non-blocking, close-on-exec signalfd for `set`. It does not block the signals: call
     /// [`SignalSet::block`] first.
+    ///
+    /// ```
+    /// use forkyard::{Pid, Signal, SignalFd, SignalSet};
+    ///
+    /// let set: SignalSet = [Signal::HUP].into_iter().collect();
+    /// set.block()?;
+    /// let signals = SignalFd::new(&set)?;
+    /// assert_eq!(signals.try_read()?, None); // non-blocking: nothing pending yet
+    /// Signal::HUP.send(Pid::this())?;
+    /// assert_eq!(signals.try_read()?.map(|info| info.signal), Some(Signal::HUP));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn new(set: &SignalSet) -> Result<SignalFd> {
         // SAFETY: -1 asks for a new descriptor; the set is a valid sigset_t.
         let fd = unsafe { libc::signalfd(-1, &set.0, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
@@ -341,6 +528,19 @@ impl SignalFd {
     /// A close-on-exec signalfd for `set` whose reads block until a signal is pending: an
     /// event loop with nothing else to wait for then needs one `read` per wake-up and no
     /// `poll`. [`SignalFd::try_read`] and [`SignalFd::read`] must not be used on it.
+    ///
+    /// ```
+    /// use forkyard::{Pid, Signal, SignalFd, SignalInfo, SignalSet};
+    ///
+    /// let set: SignalSet = [Signal::TERM].into_iter().collect();
+    /// set.block()?;
+    /// let signals = SignalFd::blocking(&set)?;
+    /// Signal::TERM.send(Pid::this())?;
+    /// let mut batch = [SignalInfo::default(); 8];
+    /// let n = signals.read_batch(&mut batch)?; // sleeps until at least one is pending
+    /// assert_eq!((n, batch[0].signal), (1, Signal::TERM));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn blocking(set: &SignalSet) -> Result<SignalFd> {
         // SAFETY: -1 asks for a new descriptor; the set is a valid sigset_t.
         let fd = unsafe { libc::signalfd(-1, &set.0, libc::SFD_CLOEXEC) };
@@ -353,6 +553,20 @@ impl SignalFd {
     /// Reads every pending signal, up to `out.len()`, in one `read`; on a
     /// [`SignalFd::blocking`] descriptor it waits for the first. Returns how many were read
     /// (0 on a non-blocking one with nothing pending).
+    ///
+    /// ```
+    /// use forkyard::{Pid, Signal, SignalFd, SignalInfo, SignalSet};
+    ///
+    /// let set: SignalSet = [Signal::USR1, Signal::USR2].into_iter().collect();
+    /// set.block()?;
+    /// let signals = SignalFd::new(&set)?;
+    /// Signal::USR1.send(Pid::this())?;
+    /// Signal::USR2.send(Pid::this())?;
+    /// let mut batch = [SignalInfo::default(); 8];
+    /// assert_eq!(signals.read_batch(&mut batch)?, 2); // both, in one read
+    /// assert_eq!(signals.read_batch(&mut batch)?, 0); // and none left
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn read_batch(&self, out: &mut [SignalInfo]) -> Result<usize> {
         const N: usize = 16;
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
@@ -379,6 +593,19 @@ impl SignalFd {
     }
 
     /// Reads one pending signal without blocking.
+    ///
+    /// ```
+    /// use forkyard::{Pid, Signal, SignalFd, SignalSet};
+    ///
+    /// let set: SignalSet = [Signal::WINCH].into_iter().collect();
+    /// set.block()?;
+    /// let signals = SignalFd::new(&set)?;
+    /// assert_eq!(signals.try_read()?, None);
+    /// Signal::WINCH.send(Pid::this())?;
+    /// let info = signals.try_read()?.expect("pending");
+    /// assert_eq!(info.sender, Some(Pid::this()));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn try_read(&self) -> Result<Option<SignalInfo>> {
         let mut raw = MaybeUninit::<libc::signalfd_siginfo>::zeroed();
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
@@ -402,6 +629,19 @@ impl SignalFd {
     }
 
     /// Waits up to `timeout` (forever with `None`) for a signal and reads it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use forkyard::{Pid, Signal, SignalFd, SignalSet};
+    ///
+    /// let set: SignalSet = [Signal::ALRM].into_iter().collect();
+    /// set.block()?;
+    /// let signals = SignalFd::new(&set)?;
+    /// assert_eq!(signals.read(Some(Duration::from_millis(10)))?, None); // gave up
+    /// Signal::ALRM.send(Pid::this())?;
+    /// assert_eq!(signals.read(None)?.map(|i| i.signal), Some(Signal::ALRM));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn read(&self, timeout: Option<Duration>) -> Result<Option<SignalInfo>> {
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
         loop {

@@ -115,47 +115,152 @@ pub struct Launch<'fd> {
 /// Builder methods: each sets one field and returns the setup.
 impl<'fd> Launch<'fd> {
     /// The setup that changes nothing: the child inherits what `std::process` would give it.
+    ///
+    /// ```
+    /// use forkyard::{ExitStatus, Launch};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut child = Launch::new().start(Program::new(["sh", "-c", "exit 2"]))?;
+    /// assert_eq!(child.wait()?, ExitStatus::Exited(2));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn new() -> Launch<'fd> {
         Launch::default()
     }
 
     /// Sets [`Launch::group`].
+    ///
+    /// ```
+    /// use forkyard::{Launch, Signal};
+    /// use forkyard::procs::Process;
+    /// use forkyard::spawn::{Group, Program};
+    ///
+    /// let mut child = Launch::new().group(Group::Own).start(Program::new(["sleep", "60"]))?;
+    /// let seen = Process::read(child.pid())?.expect("running");
+    /// assert_eq!(seen.pgid, child.pid().as_raw()); // it leads its own group
+    /// child.kill(Signal::KILL)?;
+    /// child.wait()?;
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn group(mut self, group: Group) -> Launch<'fd> {
         self.group = group;
         self
     }
 
     /// Sets [`Launch::foreground`].
+    ///
+    /// ```
+    /// use forkyard::Launch;
+    /// use forkyard::spawn::{Group, Program};
+    ///
+    /// // As an init in a terminal does; with no terminal on standard input it just runs.
+    /// let launch = Launch::new().group(Group::Own).foreground(true);
+    /// let mut program = Program::new(["true"]);
+    /// program.stdio[0] = Some(std::fs::File::open("/dev/null").expect("/dev/null").into());
+    /// assert!(launch.start(program)?.wait()?.success());
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn foreground(mut self, on: bool) -> Launch<'fd> {
         self.foreground = on;
         self
     }
 
     /// Sets [`Launch::signal_mask`].
+    ///
+    /// ```
+    /// use forkyard::{Launch, Signal, SignalSet};
+    /// use forkyard::spawn::Program;
+    ///
+    /// // SIGUSR1 blocked in the child only: `grep` finds it in its own /proc/self/status
+    /// // (bit 9 of SigBlk, 0x200, is signal 10). Not through `sh`: dash unblocks everything.
+    /// let mask: SignalSet = [Signal::USR1].into_iter().collect();
+    /// let check = Program::new(["grep", "-q", "^SigBlk:.*200$", "/proc/self/status"]);
+    /// let mut child = Launch::new().signal_mask(mask).start(check)?;
+    /// assert!(child.wait()?.success());
+    /// assert!(!SignalSet::thread_mask()?.contains(Signal::USR1)); // ours is untouched
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn signal_mask(mut self, mask: SignalSet) -> Launch<'fd> {
         self.signal_mask = Some(mask);
         self
     }
 
     /// Sets [`Launch::dispositions`].
+    ///
+    /// ```
+    /// use forkyard::{Disposition, Launch, Signal};
+    /// use forkyard::spawn::Program;
+    ///
+    /// // Rust ignores SIGPIPE, and an ignored signal stays ignored through exec: undo it.
+    /// let launch = Launch::new().dispositions(vec![(Signal::PIPE, Disposition::Default)]);
+    /// let mut sh = launch.start(Program::new(["sh", "-c", "kill -PIPE $$"]))?;
+    /// assert_eq!(sh.wait()?.signal(), Some(Signal::PIPE));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn dispositions(mut self, dispositions: Vec<(Signal, Disposition)>) -> Launch<'fd> {
         self.dispositions = dispositions;
         self
     }
 
     /// Sets [`Launch::parent_death_signal`].
+    ///
+    /// ```
+    /// use forkyard::{Child, Launch, Signal};
+    /// use forkyard::spawn::Program;
+    ///
+    /// forkyard::subreaper::set_child_subreaper(true)?; // orphans below us come back to us
+    /// let launch = Launch::new().parent_death_signal(Signal::KILL);
+    /// // A middle process starts `sleep` and ends at once: the parent that dies first.
+    /// let pid = forkyard::run_in_child(move || launch.start(Program::new(["sleep", "60"])).map(|c| c.pid()).ok())?;
+    /// let mut orphan = Child::from_pid(pid.expect("started"))?; // adopted by us
+    /// assert_eq!(orphan.wait()?.signal(), Some(Signal::KILL));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn parent_death_signal(mut self, signal: Signal) -> Launch<'fd> {
         self.parent_death_signal = Some(signal);
         self
     }
 
     /// Sets [`Launch::credentials`].
+    ///
+    /// ```
+    /// use forkyard::error::StartStep;
+    /// use forkyard::spawn::Program;
+    /// use forkyard::{Error, Launch};
+    ///
+    /// let nobody = forkyard::users::credentials(Some("nobody"), None)?;
+    /// let check = format!("test \"$(id -u)\" = {}", nobody.uid);
+    /// match Launch::new().credentials(nobody).start(Program::new(["sh", "-c", &check])) {
+    ///     Ok(mut child) => assert!(child.wait()?.success()), // as root
+    ///     Err(Error::Start { step: StartStep::Setup, source, .. }) => {
+    ///         assert_eq!(source.raw_os_error(), Some(libc::EPERM)) // without the privilege
+    ///     }
+    ///     Err(other) => return Err(other.into()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn credentials(mut self, credentials: Credentials) -> Launch<'fd> {
         self.credentials = Some(credentials);
         self
     }
 
     /// Sets [`Launch::announce`].
+    ///
+    /// ```
+    /// use std::io::{Read, Seek};
+    /// use forkyard::Launch;
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut log = tempfile::tempfile()?;
+    /// let mut program = Program::new(["sh", "-c", "echo running >&2"]);
+    /// program.stdio[2] = Some(log.try_clone()?.into());
+    /// Launch::new().announce(b"starting\n".to_vec()).start(program)?.wait()?;
+    /// let mut said = String::new();
+    /// log.rewind()?;
+    /// log.read_to_string(&mut said)?;
+    /// assert_eq!(said, "starting\nrunning\n"); // the announcement, just before exec
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn announce(mut self, text: Vec<u8>) -> Launch<'fd> {
         self.announce = Some(text);
         self
@@ -163,12 +268,45 @@ impl<'fd> Launch<'fd> {
 
     /// Sets [`Launch::cgroup`]: the child starts in the cgroup v2 whose directory is open as
     /// `dir`.
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// use forkyard::{Launch, Signal};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let name = format!("forkyard-doc-{}", std::process::id());
+    /// let dir = forkyard::procs::own_cgroup().map(|ours| ours.join(&name));
+    /// // Making a cgroup needs a writable cgroup2 (root, or a delegated subtree).
+    /// if let Some(dir) = dir.filter(|d| std::fs::create_dir(d).is_ok()) {
+    ///     let handle = std::fs::File::open(&dir)?;
+    ///     let mut child = Launch::new().cgroup(handle.as_fd()).start(Program::new(["sleep", "60"]))?;
+    ///     let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", child.pid()))?;
+    ///     assert!(cgroup.trim_end().ends_with(&name), "{cgroup}");
+    ///     child.kill(Signal::KILL)?;
+    ///     child.wait()?;
+    ///     std::fs::remove_dir(&dir)?; // empty again
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn cgroup(mut self, dir: BorrowedFd<'fd>) -> Launch<'fd> {
         self.cgroup = Some(dir);
         self
     }
 
     /// Sets [`Launch::pass_listen_pid`].
+    ///
+    /// ```
+    /// use forkyard::{ExitStatus, Launch, Pid};
+    /// use forkyard::spawn::Program;
+    ///
+    /// // Sockets passed to us (systemd's socket activation) are for the child to use.
+    /// // SAFETY: a doc-test has one thread, so no other thread reads the environment meanwhile.
+    /// unsafe { std::env::set_var("LISTEN_PID", Pid::this().to_string()) };
+    /// let launch = Launch::new().pass_listen_pid(true);
+    /// let mut child = launch.start(Program::new(["sh", "-c", "test \"$LISTEN_PID\" = $$"]))?;
+    /// assert_eq!(child.wait()?, ExitStatus::Exited(0)); // it names the child now
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn pass_listen_pid(mut self, on: bool) -> Launch<'fd> {
         self.pass_listen_pid = on;
         self
@@ -194,7 +332,7 @@ impl<'fd> Launch<'fd> {
 /// child's `setenv` would take the C library's environment lock, which another thread may
 /// have held at the fork and which would then never be released in the child.
 fn refuse_setenv_with_threads() -> Result<()> {
-    let threads = crate::procs::thread_count().map_err(|e| Error::sys("read", "/proc/self/status (Threads:)", e))?;
+    let threads = crate::procs::thread_count()?;
     if threads > 1 {
         return Err(Error::Unsupported {
             what: "passing LISTEN_PID through Launch::spawn",
@@ -219,6 +357,19 @@ impl Launch<'_> {
     /// The setup runs in the forked child before `exec`. It makes only system calls, except
     /// for `pass_listen_pid`, which edits the environment and so is refused (with
     /// [`Error::Unsupported`]) in a process with other threads.
+    ///
+    /// ```
+    /// use std::process::Command;
+    /// use forkyard::{ExitStatus, Launch, Signal};
+    /// use forkyard::spawn::Group;
+    ///
+    /// let launch = Launch::new().group(Group::Own).parent_death_signal(Signal::TERM);
+    /// let mut command = Command::new("sh");
+    /// command.args(["-c", "exit \"$CODE\""]).env("CODE", "9").current_dir("/");
+    /// let mut child = launch.spawn(&mut command)?; // a pidfd-backed Child, not std's
+    /// assert_eq!(child.wait()?, ExitStatus::Exited(9));
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn spawn(&self, command: &mut Command) -> Result<Child> {
         if self.pass_listen_pid {
             refuse_setenv_with_threads()?;
@@ -282,6 +433,16 @@ pub struct Program {
 
 impl Program {
     /// `argv` with our environment, directory and standard streams.
+    ///
+    /// ```
+    /// use forkyard::Launch;
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut program = Program::new(["sh", "-c", "test \"$PWD\" = /tmp"]);
+    /// program.cwd = Some("/tmp".into());
+    /// assert!(Launch::new().start(program)?.wait()?.success());
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn new<I, S>(argv: I) -> Program
     where
         I: IntoIterator<Item = S>,
@@ -443,6 +604,24 @@ impl Launch<'_> {
     /// Like [`Launch::spawn`], the child makes only system calls before `exec`: everything
     /// it needs (arguments, environment, the paths to try, execve's pointer arrays) is
     /// prepared before the fork, so it is safe in a multi-threaded process.
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::os::fd::OwnedFd;
+    /// use forkyard::{ExitStatus, Launch};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut out = tempfile::tempfile()?;
+    /// let mut program = Program::new(["echo", "hello"]); // found in PATH
+    /// program.stdio[1] = Some(OwnedFd::from(out.try_clone()?));
+    /// let mut child = Launch::new().start(program)?;
+    /// assert_eq!(child.wait()?, ExitStatus::Exited(0));
+    /// let mut said = String::new();
+    /// std::io::Seek::rewind(&mut out)?;
+    /// out.read_to_string(&mut said)?;
+    /// assert_eq!(said, "hello\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn start(&self, program: Program) -> Result<Child> {
         let parent = Pid::this();
         let prepared = Prepared::new(&program, self.pass_listen_pid, parent)?;

@@ -38,11 +38,25 @@ pub enum ExitStatus {
 
 impl ExitStatus {
     /// Whether the process exited with code 0.
+    ///
+    /// ```
+    /// use forkyard::ExitStatus;
+    ///
+    /// assert!(ExitStatus::Exited(0).success());
+    /// assert!(!ExitStatus::Exited(1).success());
+    /// ```
     pub fn success(self) -> bool {
         self == ExitStatus::Exited(0)
     }
 
     /// The exit code, if the process exited (rather than being killed).
+    ///
+    /// ```
+    /// use forkyard::{ExitStatus, Signal};
+    ///
+    /// assert_eq!(ExitStatus::Exited(2).code(), Some(2));
+    /// assert_eq!(ExitStatus::Signaled { signal: Signal::TERM, core_dumped: false }.code(), None);
+    /// ```
     pub fn code(self) -> Option<u8> {
         match self {
             ExitStatus::Exited(code) => Some(code),
@@ -51,6 +65,14 @@ impl ExitStatus {
     }
 
     /// The signal that ended the process, if one did.
+    ///
+    /// ```
+    /// use forkyard::{ExitStatus, Signal};
+    ///
+    /// let killed = ExitStatus::Signaled { signal: Signal::KILL, core_dumped: false };
+    /// assert_eq!(killed.signal(), Some(Signal::KILL));
+    /// assert_eq!(ExitStatus::Exited(0).signal(), None);
+    /// ```
     pub fn signal(self) -> Option<Signal> {
         match self {
             ExitStatus::Exited(_) => None,
@@ -59,12 +81,26 @@ impl ExitStatus {
     }
 
     /// Whether a core dump was written.
+    ///
+    /// ```
+    /// use forkyard::{ExitStatus, Signal};
+    ///
+    /// assert!(ExitStatus::Signaled { signal: Signal::SEGV, core_dumped: true }.core_dumped());
+    /// assert!(!ExitStatus::Exited(139).core_dumped()); // a code, however it looks
+    /// ```
     pub fn core_dumped(self) -> bool {
         matches!(self, ExitStatus::Signaled { core_dumped: true, .. })
     }
 
     /// The number a POSIX shell would put in `$?`: the exit code, or 128 + the signal number.
     /// This is also what `forkyard init` and `forkyard up` exit with.
+    ///
+    /// ```
+    /// use forkyard::{ExitStatus, Signal};
+    ///
+    /// assert_eq!(ExitStatus::Exited(3).shell_code(), 3);
+    /// assert_eq!(ExitStatus::Signaled { signal: Signal::TERM, core_dumped: false }.shell_code(), 143);
+    /// ```
     pub fn shell_code(self) -> i32 {
         match self {
             ExitStatus::Exited(code) => i32::from(code),
@@ -153,6 +189,13 @@ impl WaitEvent {
     }
 
     /// The exit status, if this event is the end of the process.
+    ///
+    /// ```
+    /// use forkyard::{ExitStatus, Signal, WaitEvent};
+    ///
+    /// assert_eq!(WaitEvent::Ended(ExitStatus::Exited(1)).exit_status(), Some(ExitStatus::Exited(1)));
+    /// assert_eq!(WaitEvent::Stopped(Signal::STOP).exit_status(), None);
+    /// ```
     pub fn exit_status(self) -> Option<ExitStatus> {
         match self {
             WaitEvent::Ended(status) => Some(status),

@@ -77,6 +77,16 @@ pub fn set_parent_death_signal(signal: Option<Signal>, parent: Pid) -> Result<()
 }
 
 /// The parent-death signal of the calling process, if one is set.
+///
+/// ```
+/// use forkyard::Signal;
+/// use forkyard::subreaper::parent_death_signal;
+///
+/// assert_eq!(parent_death_signal()?, None); // not set unless asked for
+/// // run_in_child asks for SIGKILL in its child.
+/// assert_eq!(forkyard::run_in_child(|| parent_death_signal().ok().flatten())?, Some(Signal::KILL));
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn parent_death_signal() -> Result<Option<Signal>> {
     let mut raw: libc::c_int = 0;
     // SAFETY: PR_GET_PDEATHSIG writes one int through the pointer, which is valid.

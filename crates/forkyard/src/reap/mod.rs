@@ -153,6 +153,16 @@ impl Reaper {
     /// another thread of the process does not block it (it would swallow the signal). Any
     /// strategy resets SIGCHLD to its default disposition if it was ignored, since the kernel
     /// discards the exit status of children whose parent ignores SIGCHLD.
+    ///
+    /// ```
+    /// use forkyard::{Reaper, Scope, Strategy};
+    ///
+    /// let own = Reaper::new(Strategy::Pidfd, Scope::OwnChildren)?;
+    /// assert_eq!(own.scope(), Scope::OwnChildren);
+    /// // Pidfds exist only for children we started, never for adopted orphans.
+    /// assert!(Reaper::new(Strategy::Pidfd, Scope::All).is_err());
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn new(strategy: Strategy, scope: Scope) -> Result<Reaper> {
         if Signal::CHLD.disposition()? == crate::signal::Disposition::Ignore {
             Signal::CHLD.set_disposition(crate::signal::Disposition::Default)?;
@@ -177,11 +187,31 @@ impl Reaper {
     }
 
     /// The scope this reaper was made with.
+    ///
+    /// ```
+    /// use forkyard::{Reaper, Scope, Strategy};
+    ///
+    /// let reaper = Reaper::new(Strategy::Signal, Scope::All)?;
+    /// assert_eq!(reaper.scope(), Scope::All);
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn scope(&self) -> Scope {
         self.scope
     }
 
     /// Hands a child to the reaper, which will collect it. Returns its PID.
+    ///
+    /// ```
+    /// use forkyard::{Launch, Reaper, Scope, Strategy};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut reaper = Reaper::new(Strategy::Pidfd, Scope::OwnChildren)?;
+    /// let child = Launch::new().start(Program::new(["true"]))?;
+    /// let pid = reaper.watch(child)?;
+    /// assert!(reaper.is_watching(pid));
+    /// assert_eq!(reaper.wait()?[0].pid, pid);
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn watch(&mut self, child: Child) -> Result<Pid> {
         let pid = child.pid();
         if let Backend::Pidfd(set) = &mut self.backend {
@@ -192,16 +222,55 @@ impl Reaper {
     }
 
     /// How many watched children have not been collected yet.
+    ///
+    /// ```
+    /// use forkyard::{Launch, Reaper, Scope, Strategy};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut reaper = Reaper::new(Strategy::Pidfd, Scope::OwnChildren)?;
+    /// for _ in 0..3 {
+    ///     reaper.watch(Launch::new().start(Program::new(["true"]))?)?;
+    /// }
+    /// assert_eq!(reaper.watched(), 3);
+    /// while reaper.watched() > 0 {
+    ///     reaper.wait()?;
+    /// }
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn watched(&self) -> usize {
         self.watched.len()
     }
 
     /// Whether `pid` is a watched child not yet collected.
+    ///
+    /// ```
+    /// use forkyard::{Launch, Reaper, Scope, Strategy};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut reaper = Reaper::new(Strategy::Pidfd, Scope::OwnChildren)?;
+    /// let pid = reaper.watch(Launch::new().start(Program::new(["true"]))?)?;
+    /// assert!(reaper.is_watching(pid));
+    /// reaper.wait()?;
+    /// assert!(!reaper.is_watching(pid)); // collected
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn is_watching(&self, pid: Pid) -> bool {
         self.watched.contains_key(&pid)
     }
 
     /// Sends `signal` to a watched child (through its pidfd, so never to a recycled PID).
+    ///
+    /// ```
+    /// use forkyard::{Launch, Reaper, Scope, Signal, Strategy};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut reaper = Reaper::new(Strategy::Pidfd, Scope::OwnChildren)?;
+    /// let pid = reaper.watch(Launch::new().start(Program::new(["sleep", "60"]))?)?;
+    /// reaper.kill(pid, Signal::TERM)?;
+    /// assert_eq!(reaper.wait()?[0].status.signal(), Some(Signal::TERM));
+    /// assert!(reaper.kill(pid, Signal::TERM).is_err()); // no longer watched
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn kill(&self, pid: Pid, signal: Signal) -> Result<()> {
         match self.watched.get(&pid) {
             Some(child) => child.kill(signal),
@@ -215,6 +284,17 @@ impl Reaper {
     /// A descriptor that becomes readable when [`Reaper::try_reap`] may find something, for
     /// an outer event loop: the signalfd or the epoll descriptor. `None` for `Poll`, which
     /// wakes by time only.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use forkyard::{Reaper, Scope, Strategy};
+    ///
+    /// let reaper = Reaper::new(Strategy::Pidfd, Scope::OwnChildren)?;
+    /// assert!(reaper.as_fd().is_some()); // add it to your own poll or epoll set
+    /// let polled = Reaper::new(Strategy::Poll(Duration::from_millis(50)), Scope::OwnChildren)?;
+    /// assert!(polled.as_fd().is_none()); // wakes by time only
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         match &self.backend {
             Backend::Signal(s) => Some(s.as_fd()),
@@ -224,6 +304,21 @@ impl Reaper {
     }
 
     /// Collects whatever has died, without blocking (for `Poll`, regardless of the tick).
+    ///
+    /// ```
+    /// use forkyard::{Launch, Reaper, Scope, Strategy};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut reaper = Reaper::new(Strategy::Pidfd, Scope::OwnChildren)?;
+    /// let mut sleeper = Launch::new().start(Program::new(["sleep", "60"]))?;
+    /// assert!(reaper.try_reap()?.is_empty()); // nothing has died: returns at once
+    /// sleeper.kill(forkyard::Signal::KILL)?;
+    /// reaper.watch(sleeper)?;
+    /// while reaper.try_reap()?.is_empty() {
+    ///     std::thread::yield_now();
+    /// }
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn try_reap(&mut self) -> Result<Vec<Reaped>> {
         let mut out = Vec::new();
         if let Backend::Signal(s) = &self.backend {
@@ -238,11 +333,37 @@ impl Reaper {
     /// With [`Scope::OwnChildren`] and nothing watched it returns an empty list at once
     /// rather than wait forever. With [`Scope::All`] it waits for children that do not exist
     /// yet (an orphan about to be adopted), as an init must.
+    ///
+    /// ```
+    /// use forkyard::{ExitStatus, Launch, Reaper, Scope, Strategy};
+    /// use forkyard::spawn::Program;
+    ///
+    /// // An init's loop in miniature: every child, however it was started.
+    /// let mut reaper = Reaper::new(Strategy::Signal, Scope::All)?;
+    /// let started = Launch::new().start(Program::new(["sh", "-c", "exit 5"]))?;
+    /// let reaped = reaper.wait()?;
+    /// assert_eq!((reaped[0].pid, reaped[0].status), (started.pid(), ExitStatus::Exited(5)));
+    /// assert!(!reaped[0].watched); // collected as "any child"
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn wait(&mut self) -> Result<Vec<Reaped>> {
         self.wait_until(None)
     }
 
     /// Like [`Reaper::wait`], but gives up after `timeout` with an empty list.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use forkyard::{Launch, Reaper, Scope, Signal, Strategy};
+    /// use forkyard::spawn::Program;
+    ///
+    /// let mut reaper = Reaper::new(Strategy::Pidfd, Scope::OwnChildren)?;
+    /// let pid = reaper.watch(Launch::new().start(Program::new(["sleep", "60"]))?)?;
+    /// assert!(reaper.wait_timeout(Duration::from_millis(10))?.is_empty()); // still running
+    /// reaper.kill(pid, Signal::KILL)?;
+    /// assert_eq!(reaper.wait_timeout(Duration::from_secs(60))?.len(), 1);
+    /// # Ok::<(), forkyard::Error>(())
+    /// ```
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Vec<Reaped>> {
         self.wait_until(Some(Instant::now() + timeout))
     }

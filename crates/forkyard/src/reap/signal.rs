@@ -17,6 +17,18 @@ use crate::sys;
 /// Blocks SIGCHLD in the calling thread, so that threads started from it afterwards
 /// inherit the block. Call it at the top of `main` if you will create a
 /// [`crate::Strategy::Signal`] reaper after starting threads.
+///
+/// ```
+/// use forkyard::{Reaper, Scope, Signal, SignalSet, Strategy};
+///
+/// forkyard::reap::block_sigchld()?; // first thing: threads started later inherit the block
+/// let worker = std::thread::spawn(|| SignalSet::thread_mask().map(|m| m.contains(Signal::CHLD)));
+/// assert!(worker.join().expect("joined")?);
+/// // So a SIGCHLD reaper is possible even now that there are threads.
+/// let reaper = Reaper::new(Strategy::Signal, Scope::All)?;
+/// # drop(reaper);
+/// # Ok::<(), forkyard::Error>(())
+/// ```
 pub fn block_sigchld() -> Result<()> {
     [Signal::CHLD].into_iter().collect::<SignalSet>().block().map(drop)
 }
@@ -28,7 +40,7 @@ pub(super) struct Sigchld {
 impl Sigchld {
     pub(super) fn new() -> Result<Sigchld> {
         block_sigchld()?;
-        // With one thread (a stat of /proc/self/task tells), the block above is enough.
+        // With one thread, the block above is enough.
         let threads = crate::procs::thread_count().unwrap_or(2);
         if threads > 1
             && let Some(tid) = thread_not_blocking_sigchld()?
@@ -65,24 +77,8 @@ impl Sigchld {
     }
 }
 
-/// The first thread of this process whose mask lets SIGCHLD through, from the `SigBlk:`
-/// lines of `/proc/self/task/*/status`.
+/// The first thread of this process whose mask lets SIGCHLD through.
 fn thread_not_blocking_sigchld() -> Result<Option<i32>> {
-    let bit = 1u64 << (libc::SIGCHLD - 1);
-    let tasks = std::fs::read_dir("/proc/self/task").map_err(|e| Error::sys("opendir", "/proc/self/task", e))?;
-    for entry in tasks.flatten() {
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let blocked = status
-            .lines()
-            .find_map(|l| l.strip_prefix("SigBlk:"))
-            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
-        if let Some(mask) = blocked {
-            if mask & bit == 0 {
-                return Ok(entry.file_name().to_str().and_then(|s| s.parse().ok()));
-            }
-        }
-    }
-    Ok(None)
+    let threads = crate::procs::thread_masks()?;
+    Ok(threads.into_iter().find(|(_, mask)| !mask.contains(Signal::CHLD)).map(|(tid, _)| tid))
 }

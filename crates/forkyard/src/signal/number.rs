@@ -99,37 +99,245 @@ const NAMES: &[(&str, i32)] = &[
     ("SYS", libc::SIGSYS),
 ];
 
-#[allow(missing_docs)]
+/// The standard signals a program names, with what each usually means.
 impl Signal {
+    /// `SIGHUP`: the terminal hung up; by convention a daemon reloads its configuration.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::HUP.to_string(), "SIGHUP");
+    /// assert_eq!("HUP".parse::<Signal>(), Ok(Signal::HUP));
+    /// ```
     pub const HUP: Signal = Signal(libc::SIGHUP);
+    /// `SIGINT`: an interrupt from the keyboard (Ctrl-C).
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::INT.to_string(), "SIGINT");
+    /// assert_eq!("INT".parse::<Signal>(), Ok(Signal::INT));
+    /// ```
     pub const INT: Signal = Signal(libc::SIGINT);
+    /// `SIGQUIT`: a quit from the keyboard (Ctrl-\\), ending with a core dump by default.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::QUIT.to_string(), "SIGQUIT");
+    /// assert_eq!("QUIT".parse::<Signal>(), Ok(Signal::QUIT));
+    /// ```
     pub const QUIT: Signal = Signal(libc::SIGQUIT);
+    /// `SIGILL`: an illegal instruction.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::ILL.to_string(), "SIGILL");
+    /// assert_eq!("ILL".parse::<Signal>(), Ok(Signal::ILL));
+    /// ```
     pub const ILL: Signal = Signal(libc::SIGILL);
+    /// `SIGTRAP`: a trace or breakpoint trap.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::TRAP.to_string(), "SIGTRAP");
+    /// assert_eq!("TRAP".parse::<Signal>(), Ok(Signal::TRAP));
+    /// ```
     pub const TRAP: Signal = Signal(libc::SIGTRAP);
+    /// `SIGABRT`: `abort()` was called.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::ABRT.to_string(), "SIGABRT");
+    /// assert_eq!("ABRT".parse::<Signal>(), Ok(Signal::ABRT));
+    /// ```
     pub const ABRT: Signal = Signal(libc::SIGABRT);
+    /// `SIGBUS`: a bus error (a bad memory access, such as past the end of a mapped file).
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::BUS.to_string(), "SIGBUS");
+    /// assert_eq!("BUS".parse::<Signal>(), Ok(Signal::BUS));
+    /// ```
     pub const BUS: Signal = Signal(libc::SIGBUS);
+    /// `SIGFPE`: an arithmetic error (such as an integer division by zero).
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::FPE.to_string(), "SIGFPE");
+    /// assert_eq!("FPE".parse::<Signal>(), Ok(Signal::FPE));
+    /// ```
     pub const FPE: Signal = Signal(libc::SIGFPE);
+    /// `SIGKILL`: ends the process; it cannot be caught, blocked or ignored.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::KILL.to_string(), "SIGKILL");
+    /// assert_eq!("KILL".parse::<Signal>(), Ok(Signal::KILL));
+    /// ```
     pub const KILL: Signal = Signal(libc::SIGKILL);
+    /// `SIGUSR1`: the first signal left to programs to define.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::USR1.to_string(), "SIGUSR1");
+    /// assert_eq!("USR1".parse::<Signal>(), Ok(Signal::USR1));
+    /// ```
     pub const USR1: Signal = Signal(libc::SIGUSR1);
+    /// `SIGSEGV`: an invalid memory reference.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::SEGV.to_string(), "SIGSEGV");
+    /// assert_eq!("SEGV".parse::<Signal>(), Ok(Signal::SEGV));
+    /// ```
     pub const SEGV: Signal = Signal(libc::SIGSEGV);
+    /// `SIGUSR2`: the second signal left to programs to define.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::USR2.to_string(), "SIGUSR2");
+    /// assert_eq!("USR2".parse::<Signal>(), Ok(Signal::USR2));
+    /// ```
     pub const USR2: Signal = Signal(libc::SIGUSR2);
+    /// `SIGPIPE`: a write to a pipe with no reader.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::PIPE.to_string(), "SIGPIPE");
+    /// assert_eq!("PIPE".parse::<Signal>(), Ok(Signal::PIPE));
+    /// ```
     pub const PIPE: Signal = Signal(libc::SIGPIPE);
+    /// `SIGALRM`: a timer set by `alarm()` went off.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::ALRM.to_string(), "SIGALRM");
+    /// assert_eq!("ALRM".parse::<Signal>(), Ok(Signal::ALRM));
+    /// ```
     pub const ALRM: Signal = Signal(libc::SIGALRM);
+    /// `SIGTERM`: the polite request to end, which `kill` sends by default.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::TERM.to_string(), "SIGTERM");
+    /// assert_eq!("TERM".parse::<Signal>(), Ok(Signal::TERM));
+    /// ```
     pub const TERM: Signal = Signal(libc::SIGTERM);
+    /// `SIGCHLD`: a child stopped, continued or ended.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::CHLD.to_string(), "SIGCHLD");
+    /// assert_eq!("CHLD".parse::<Signal>(), Ok(Signal::CHLD));
+    /// ```
     pub const CHLD: Signal = Signal(libc::SIGCHLD);
+    /// `SIGCONT`: continue if stopped.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::CONT.to_string(), "SIGCONT");
+    /// assert_eq!("CONT".parse::<Signal>(), Ok(Signal::CONT));
+    /// ```
     pub const CONT: Signal = Signal(libc::SIGCONT);
+    /// `SIGSTOP`: stops the process; it cannot be caught, blocked or ignored.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::STOP.to_string(), "SIGSTOP");
+    /// assert_eq!("STOP".parse::<Signal>(), Ok(Signal::STOP));
+    /// ```
     pub const STOP: Signal = Signal(libc::SIGSTOP);
+    /// `SIGTSTP`: a stop from the keyboard (Ctrl-Z).
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::TSTP.to_string(), "SIGTSTP");
+    /// assert_eq!("TSTP".parse::<Signal>(), Ok(Signal::TSTP));
+    /// ```
     pub const TSTP: Signal = Signal(libc::SIGTSTP);
+    /// `SIGTTIN`: a background process read from its terminal.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::TTIN.to_string(), "SIGTTIN");
+    /// assert_eq!("TTIN".parse::<Signal>(), Ok(Signal::TTIN));
+    /// ```
     pub const TTIN: Signal = Signal(libc::SIGTTIN);
+    /// `SIGTTOU`: a background process wrote to its terminal (or changed its settings).
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::TTOU.to_string(), "SIGTTOU");
+    /// assert_eq!("TTOU".parse::<Signal>(), Ok(Signal::TTOU));
+    /// ```
     pub const TTOU: Signal = Signal(libc::SIGTTOU);
+    /// `SIGURG`: urgent data arrived on a socket.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::URG.to_string(), "SIGURG");
+    /// assert_eq!("URG".parse::<Signal>(), Ok(Signal::URG));
+    /// ```
     pub const URG: Signal = Signal(libc::SIGURG);
+    /// `SIGWINCH`: the terminal's window size changed.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::WINCH.to_string(), "SIGWINCH");
+    /// assert_eq!("WINCH".parse::<Signal>(), Ok(Signal::WINCH));
+    /// ```
     pub const WINCH: Signal = Signal(libc::SIGWINCH);
+    /// `SIGPWR`: the power is failing (sent by UPS daemons; an init may shut down).
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::PWR.to_string(), "SIGPWR");
+    /// assert_eq!("PWR".parse::<Signal>(), Ok(Signal::PWR));
+    /// ```
     pub const PWR: Signal = Signal(libc::SIGPWR);
+    /// `SIGSYS`: a bad system call (also what a seccomp filter may send).
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::SYS.to_string(), "SIGSYS");
+    /// assert_eq!("SYS".parse::<Signal>(), Ok(Signal::SYS));
+    /// ```
     pub const SYS: Signal = Signal(libc::SIGSYS);
 }
 
 impl Signal {
     /// The signal with this number, if it is one (1..=`SIGRTMAX`).
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::new(15), Some(Signal::TERM));
+    /// assert_eq!(Signal::new(0), None); // 0 only checks a process exists, to kill(2)
+    /// assert_eq!(Signal::new(65), None);
+    /// ```
     pub fn new(number: i32) -> Option<Signal> {
         (1..=libc::SIGRTMAX()).contains(&number).then_some(Signal(number))
     }
@@ -147,32 +355,75 @@ impl Signal {
     }
 
     /// The signal's number.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::KILL.as_raw(), 9);
+    /// ```
     pub fn as_raw(self) -> i32 {
         self.0
     }
 
     /// The lowest real-time signal the C library leaves to programs.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!("SIGRTMIN+2".parse::<Signal>()?.as_raw(), Signal::rtmin().as_raw() + 2);
+    /// assert!(Signal::rtmin().as_raw() > 31); // after the standard signals
+    /// # Ok::<(), forkyard::signal::InvalidSignal>(())
+    /// ```
     pub fn rtmin() -> Signal {
         Signal(libc::SIGRTMIN())
     }
 
     /// The highest real-time signal.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert_eq!(Signal::rtmax().to_string(), "SIGRTMAX");
+    /// assert!(Signal::rtmax().as_raw() > Signal::rtmin().as_raw());
+    /// ```
     pub fn rtmax() -> Signal {
         Signal(libc::SIGRTMAX())
     }
 
     /// Whether this is a real-time signal (queued, never coalesced).
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert!(Signal::rtmin().is_realtime());
+    /// assert!(!Signal::TERM.is_realtime());
+    /// ```
     pub fn is_realtime(self) -> bool {
         self.0 >= libc::SIGRTMIN() && self.0 <= libc::SIGRTMAX()
     }
 
     /// Whether a process can catch, block or ignore it: everything but SIGKILL and SIGSTOP.
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// assert!(Signal::TERM.is_catchable());
+    /// assert!(!Signal::KILL.is_catchable() && !Signal::STOP.is_catchable());
+    /// ```
     pub fn is_catchable(self) -> bool {
         self != Signal::KILL && self != Signal::STOP
     }
 
     /// Every signal a program may use: 1-31 and `SIGRTMIN`..=`SIGRTMAX` (the numbers glibc
     /// keeps for its threads are left out).
+    ///
+    /// ```
+    /// use forkyard::Signal;
+    ///
+    /// let names: Vec<String> = Signal::all().take(2).map(|s| s.to_string()).collect();
+    /// assert_eq!(names, ["SIGHUP", "SIGINT"]);
+    /// assert_eq!(Signal::all().last(), Some(Signal::rtmax()));
+    /// ```
     pub fn all() -> impl Iterator<Item = Signal> {
         (1..32).chain(libc::SIGRTMIN()..=libc::SIGRTMAX()).map(Signal)
     }
