@@ -566,9 +566,11 @@ static NO_CLONE_INTO_CGROUP: AtomicBool = AtomicBool::new(false);
 #[cfg(target_arch = "x86_64")]
 static NO_CLONE_VM: AtomicBool = AtomicBool::new(false);
 
-/// Whether a `clone3` error says that this kernel lacks the call or one of its flags.
+/// Whether a `clone3` error says that this kernel lacks the call or one of its flags, or
+/// that a seccomp filter refuses it: Docker's default profile answers ENOSYS, so that C
+/// libraries fall back to `clone`, but profiles before Docker 20.10 answered EPERM.
 fn unsupported(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG))
+    matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EPERM))
 }
 
 /// What a child that shares our memory reads from the parent's frame (see

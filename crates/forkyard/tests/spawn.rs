@@ -29,6 +29,8 @@ fn main() {
         ("a_missing_directory_is_a_chdir_error", a_missing_directory_is_a_chdir_error),
         ("the_child_leads_its_own_process_group", the_child_leads_its_own_process_group),
         ("the_child_gets_our_signal_mask_and_we_keep_it", the_child_gets_our_signal_mask_and_we_keep_it),
+        ("clone3_answered_enosys_falls_back_to_fork", clone3_answered_enosys_falls_back_to_fork),
+        ("clone3_answered_eperm_falls_back_to_fork", clone3_answered_eperm_falls_back_to_fork),
         ("the_child_is_born_in_the_cgroup_given", the_child_is_born_in_the_cgroup_given),
         (
             "a_user_switch_in_a_cgroup_from_a_process_with_threads_does_not_hang",
@@ -157,6 +159,66 @@ fn the_child_gets_our_signal_mask_and_we_keep_it() {
     assert_eq!(blocked & bit(Signal::TERM), 0, "and only what we block: {blocked:x}");
     assert!(after.contains(Signal::USR2) && !after.contains(Signal::TERM), "our mask is unchanged");
     assert_eq!(after.iter().collect::<Vec<_>>(), mine.iter().collect::<Vec<_>>(), "our mask is unchanged");
+}
+
+/// Makes every later `clone3` of this process (and its children) fail with `errno`, as a
+/// container's seccomp profile does: Docker's default answers ENOSYS, profiles before Docker
+/// 20.10 answered EPERM. For good: each test runs in a process of its own.
+fn refuse_clone3(errno: u32) {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const ALLOW: u32 = 0x7fff_0000; // SECCOMP_RET_ALLOW
+    const ERRNO: u32 = 0x0005_0000; // SECCOMP_RET_ERRNO
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        op(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
+        op(JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
+        op(RET_K, 0, 0, ALLOW),
+        op(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        op(JEQ_K, 0, 1, libc::SYS_clone3 as u32),
+        op(RET_K, 0, 0, ERRNO | errno),
+        op(RET_K, 0, 0, ALLOW),
+    ];
+    let program = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
+    // SAFETY: prctl with plain numbers, then with a filter program that outlives the call.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0, "no_new_privs");
+        assert_eq!(
+            libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &program as *const libc::sock_fprog),
+            0,
+            "the seccomp filter: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// `start` (and `start` into a cgroup) still starts the program when `clone3` is refused.
+fn clone3_refused_then_start(errno: u32) {
+    refuse_clone3(errno);
+    // SAFETY: a direct clone3 with no arguments, only to see the filter answer.
+    let raw = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0usize) };
+    assert_eq!((raw, std::io::Error::last_os_error().raw_os_error()), (-1, Some(errno as i32)), "the filter works");
+    let mut child = Launch::new().start(Program::new(["sh", "-c", "exit 7"])).expect("start without clone3");
+    assert_eq!(child.wait().expect("wait"), ExitStatus::Exited(7));
+    let name = format!("forkyard-spawn-noclone3-{}", std::process::id());
+    if let Some(dir) = forkyard::procs::own_cgroup().map(|d| d.join(&name)).filter(|d| std::fs::create_dir(d).is_ok()) {
+        let fd = std::fs::File::open(&dir).expect("open the cgroup");
+        let launch = Launch::new().cgroup(fd.as_fd());
+        let mut child = launch.start(Program::new(["sh", "-c", "grep -q noclone3 /proc/self/cgroup"])).expect("start");
+        assert_eq!(child.wait().expect("wait"), ExitStatus::Exited(0), "the child joined the cgroup itself");
+        drop(fd);
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
+
+fn clone3_answered_enosys_falls_back_to_fork() {
+    clone3_refused_then_start(libc::ENOSYS as u32);
+}
+
+fn clone3_answered_eperm_falls_back_to_fork() {
+    clone3_refused_then_start(libc::EPERM as u32);
 }
 
 fn the_child_is_born_in_the_cgroup_given() {
