@@ -36,6 +36,7 @@ fn main() {
             "a_user_switch_in_a_cgroup_from_a_process_with_threads_does_not_hang",
             a_user_switch_in_a_cgroup_from_a_process_with_threads_does_not_hang,
         ),
+        ("a_user_switch_in_the_child_leaves_us_dumpable", a_user_switch_in_the_child_leaves_us_dumpable),
         ("start_passes_listen_pid_even_with_threads", start_passes_listen_pid_even_with_threads),
         ("spawn_refuses_listen_pid_with_threads", spawn_refuses_listen_pid_with_threads),
         ("a_nul_byte_or_no_program_is_invalid_input", a_nul_byte_or_no_program_is_invalid_input),
@@ -282,6 +283,19 @@ fn a_user_switch_in_a_cgroup_from_a_process_with_threads_does_not_hang() {
     let _ = starter.join();
     let _ = std::fs::remove_dir(&dir);
     assert!(finished, "starting a program as nobody from a process with threads hung");
+}
+
+/// The kernel marks the memory of a process whose user changes as not dumpable: when the
+/// child shared our memory (CLONE_VM) as it switched to its user, that was our memory, and
+/// this process lost its core dumps (PR_GET_DUMPABLE read 0 after the start).
+fn a_user_switch_in_the_child_leaves_us_dumpable() {
+    // SAFETY: prctl with plain numbers.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) }, 0, "make us dumpable");
+    let nobody = forkyard::users::credentials(Some("nobody"), None).expect("nobody exists");
+    let mut child = Launch::new().credentials(nobody).start(Program::new(["true"])).expect("start true as nobody");
+    assert_eq!(child.wait().expect("wait"), ExitStatus::Exited(0));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 1, "we are still dumpable");
 }
 
 /// Runs `sh` to print `$LISTEN_PID $$` through `start` and returns the two numbers.
