@@ -718,7 +718,9 @@ impl Launch<'_> {
         parent: Pid,
         report: RawFd,
     ) -> std::io::Result<Child> {
-        let stack = match CHILD_STACK.with(|s| s.borrow_mut().take()) {
+        // `try_with`: a thread-local destructor may start a child after the thread's cache
+        // is gone; it gets a stack of its own, unmapped at the end.
+        let stack = match CHILD_STACK.try_with(|s| s.borrow_mut().take()).ok().flatten() {
             Some(stack) => stack,
             None => sys::ChildStack::new()?,
         };
@@ -756,7 +758,7 @@ impl Launch<'_> {
                 other => break other.map(|(pid, pidfd)| Child::with_pidfd(pid, pidfd)),
             }
         };
-        CHILD_STACK.with(|s| *s.borrow_mut() = Some(stack));
+        let _ = CHILD_STACK.try_with(|s| *s.borrow_mut() = Some(stack));
         result
     }
 }
