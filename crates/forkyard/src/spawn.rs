@@ -470,7 +470,7 @@ struct Prepared {
     candidates: Vec<CString>,
     cwd: Option<CString>,
     /// `LISTEN_PID=` and room for the child's PID, when it is passed on: the child writes
-    /// its PID into its own copy of this buffer before `exec` (envp points at it).
+    /// its PID into this buffer (its own copy after a fork) before `exec` (envp points at it).
     _listen_pid: Option<Vec<u8>>,
     /// Where in that buffer the digits go.
     listen_pid_at: Option<*mut u8>,
