@@ -13,9 +13,9 @@
 //! cannot start a child inside a cgroup: it can only move it there after the fork, by a
 //! write to `cgroup.procs` that waits for an RCU grace period (about 6 ms here, on every
 //! restart of a supervised service). `start` uses `clone3` with `CLONE_INTO_CGROUP`, so the
-//! child is born in its cgroup, and gets its pidfd from the same call. On x86-64 the child
-//! also shares our memory until its `exec` (CLONE_VM, on a stack of its own, as
-//! `posix_spawn` does): no page table is copied and none torn down, which was most of a
+//! child is born in its cgroup, and gets its pidfd from the same call. On x86-64 a child
+//! that keeps our user also shares our memory until its `exec` (CLONE_VM, on a stack of its
+//! own, as `posix_spawn` does): no page table is copied and none torn down, which was most of a
 //! restart's cost in a supervisor of a few megabytes.
 
 use std::ffi::{CString, OsStr, OsString};
@@ -470,7 +470,7 @@ struct Prepared {
     candidates: Vec<CString>,
     cwd: Option<CString>,
     /// `LISTEN_PID=` and room for the child's PID, when it is passed on: the child writes
-    /// its PID into its own copy of this buffer before `exec` (envp points at it).
+    /// its PID into this buffer (its own copy after a fork) before `exec` (envp points at it).
     _listen_pid: Option<Vec<u8>>,
     /// Where in that buffer the digits go.
     listen_pid_at: Option<*mut u8>,
@@ -633,8 +633,12 @@ impl Launch<'_> {
         crate::child::reap_dropped_children();
         let cgroup = self.cgroup.map(|dir| dir.as_raw_fd());
         let mut forked = None;
+        // Not for a child that changes its user: the kernel marks the memory of a process
+        // whose user changes as not dumpable, and a child sharing ours would mark ours: no
+        // core dump of ours any more, and ptrace's stricter rules. Rust std's posix_spawn
+        // path steps aside for the same setups.
         #[cfg(target_arch = "x86_64")]
-        if !NO_CLONE_VM.load(Ordering::Relaxed) {
+        if !NO_CLONE_VM.load(Ordering::Relaxed) && self.credentials.is_none() {
             match self.start_shared(&prepared, stdio, cgroup, parent, report_w.as_raw_fd()) {
                 Ok(child) => forked = Some(child),
                 // This kernel cannot: fork below.
@@ -714,7 +718,9 @@ impl Launch<'_> {
         parent: Pid,
         report: RawFd,
     ) -> std::io::Result<Child> {
-        let stack = match CHILD_STACK.with(|s| s.borrow_mut().take()) {
+        // `try_with`: a thread-local destructor may start a child after the thread's cache
+        // is gone; it gets a stack of its own, unmapped at the end.
+        let stack = match CHILD_STACK.try_with(|s| s.borrow_mut().take()).ok().flatten() {
             Some(stack) => stack,
             None => sys::ChildStack::new()?,
         };
@@ -752,7 +758,7 @@ impl Launch<'_> {
                 other => break other.map(|(pid, pidfd)| Child::with_pidfd(pid, pidfd)),
             }
         };
-        CHILD_STACK.with(|s| *s.borrow_mut() = Some(stack));
+        let _ = CHILD_STACK.try_with(|s| *s.borrow_mut() = Some(stack));
         result
     }
 }

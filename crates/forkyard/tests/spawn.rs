@@ -36,6 +36,8 @@ fn main() {
             "a_user_switch_in_a_cgroup_from_a_process_with_threads_does_not_hang",
             a_user_switch_in_a_cgroup_from_a_process_with_threads_does_not_hang,
         ),
+        ("a_user_switch_in_the_child_leaves_us_dumpable", a_user_switch_in_the_child_leaves_us_dumpable),
+        ("a_thread_local_destructor_can_start_a_child", a_thread_local_destructor_can_start_a_child),
         ("start_passes_listen_pid_even_with_threads", start_passes_listen_pid_even_with_threads),
         ("spawn_refuses_listen_pid_with_threads", spawn_refuses_listen_pid_with_threads),
         ("a_nul_byte_or_no_program_is_invalid_input", a_nul_byte_or_no_program_is_invalid_input),
@@ -282,6 +284,53 @@ fn a_user_switch_in_a_cgroup_from_a_process_with_threads_does_not_hang() {
     let _ = starter.join();
     let _ = std::fs::remove_dir(&dir);
     assert!(finished, "starting a program as nobody from a process with threads hung");
+}
+
+/// The kernel marks the memory of a process whose user changes as not dumpable: when the
+/// child shared our memory (CLONE_VM) as it switched to its user, that was our memory, and
+/// this process lost its core dumps (PR_GET_DUMPABLE read 0 after the start).
+fn a_user_switch_in_the_child_leaves_us_dumpable() {
+    // SAFETY: prctl with plain numbers.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) }, 0, "make us dumpable");
+    let nobody = forkyard::users::credentials(Some("nobody"), None).expect("nobody exists");
+    let mut child = Launch::new().credentials(nobody).start(Program::new(["true"])).expect("start true as nobody");
+    assert_eq!(child.wait().expect("wait"), ExitStatus::Exited(0));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 1, "we are still dumpable");
+}
+
+/// Starts `true` when dropped, and sends how that went.
+struct StartsOnDrop(std::sync::mpsc::Sender<String>);
+
+impl Drop for StartsOnDrop {
+    fn drop(&mut self) {
+        let outcome =
+            std::panic::catch_unwind(|| Launch::new().start(Program::new(["true"])).and_then(|mut c| c.wait()));
+        let _ = self.0.send(match outcome {
+            Ok(status) => format!("{status:?}"),
+            Err(_) => "start panicked".to_string(),
+        });
+    }
+}
+
+thread_local! {
+    static STARTS_ON_DROP: std::cell::RefCell<Option<StartsOnDrop>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `start` keeps its child's stack in a thread-local, which a thread's exit destroys: a
+/// thread-local destructor that starts a child after that (a clean-up hook) must still
+/// work, not panic (which aborts the process there).
+fn a_thread_local_destructor_can_start_a_child() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        // Ours is made first, so destroyed after `start`'s own (the reverse order).
+        STARTS_ON_DROP.with(|slot| *slot.borrow_mut() = Some(StartsOnDrop(tx)));
+        let mut child = Launch::new().start(Program::new(["true"])).expect("start true");
+        assert_eq!(child.wait().expect("wait"), ExitStatus::Exited(0));
+    });
+    thread.join().expect("the thread ends");
+    let outcome = rx.recv_timeout(support::PATIENCE).expect("the destructor ran");
+    assert_eq!(outcome, format!("{:?}", Ok::<_, forkyard::Error>(ExitStatus::Exited(0))));
 }
 
 /// Runs `sh` to print `$LISTEN_PID $$` through `start` and returns the two numbers.

@@ -11,9 +11,11 @@
 //!
 //! On x86-64, `Launch::start`'s child shares the parent's memory (`clone3` with CLONE_VM, as
 //! `posix_spawn` does) and runs on a stack of its own: on top of the rule above, whatever it
-//! writes the parent sees, so it writes only its own stack and the `LISTEN_PID` slot prepared
-//! for it, and it sets caught signals back to the default before it unblocks any, so that no
-//! handler of the parent's ever runs in it.
+//! writes the parent sees, so it writes only its own stack, the `LISTEN_PID` slot prepared
+//! for it and `errno` (in the parent thread's TLS: that thread sleeps until the exec, and
+//! reads the result of the clone from a register, not `errno`), and it sets caught signals
+//! back to the default before it unblocks any, so that no handler of the parent's ever runs
+//! in it. A child that changes its user is forked instead (see `Launch::start`).
 
 use std::os::fd::RawFd;
 
@@ -191,8 +193,9 @@ impl Launch<'_> {
             let mut digits = [0u8; 12];
             // SAFETY: getpid has no preconditions.
             let from = decimal(unsafe { libc::getpid() } as u32, &mut digits);
-            // SAFETY: `at` has room for 12 bytes (see `Prepared::new`) in this process's own
-            // copy of the buffer, which nothing else uses.
+            // SAFETY: `at` has room for 12 bytes (see `Prepared::new`) in a buffer that only
+            // this start uses: our own copy after a fork, or, sharing the parent's memory, the
+            // parent's, which its starting thread leaves alone until we have exec'd.
             unsafe { std::ptr::copy_nonoverlapping(digits[from..].as_ptr(), at, digits.len() - from) };
         }
         // As execvp: a missing file moves on to the next directory; a file that exists but
