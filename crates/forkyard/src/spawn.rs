@@ -607,6 +607,12 @@ impl Launch<'_> {
     /// it needs (arguments, environment, the paths to try, execve's pointer arrays) is
     /// prepared before the fork, so it is safe in a multi-threaded process.
     ///
+    /// The calling thread sleeps until the child has called `exec` (or failed), as with
+    /// `posix_spawn`: whatever holds the child up before its exec holds the caller too (an
+    /// [`Launch::announce`] into a full pipe, a `chdir` into a hung network mount). On x86-64
+    /// the child shares the caller's memory until then, unless it changes its user (then it
+    /// is forked, so that the caller's memory is not marked undumpable).
+    ///
     /// ```
     /// use std::io::Read;
     /// use std::os::fd::OwnedFd;
@@ -726,12 +732,13 @@ impl Launch<'_> {
         };
         let mut into = cgroup.filter(|_| !NO_CLONE_INTO_CGROUP.load(Ordering::Relaxed));
         let result = loop {
-            // Every signal blocked across the clone: the child unblocks them only once no
-            // handler of ours is left in it (spawn/child.rs).
-            let mask = match SignalSet::full().block() {
+            // Every signal blocked across the clone, the C library's own too: the child is
+            // born with no handler of ours (CLONE_CLEAR_SIGHAND) and sets its mask last.
+            let raw_mask = match sys::block_every_signal() {
                 Ok(mask) => mask,
-                Err(e) => break Err(std::io::Error::other(e)),
+                Err(e) => break Err(e),
             };
+            let mask = SignalSet::from_kernel_mask(raw_mask);
             let shared = Shared {
                 launch: self,
                 prepared,
@@ -748,7 +755,7 @@ impl Launch<'_> {
             let cloned = unsafe {
                 sys::clone_vm(into, &stack, child::shared_entry, (&shared as *const Shared<'_>).cast_mut().cast())
             };
-            let _ = mask.set_thread_mask();
+            let _ = sys::set_signal_mask(raw_mask);
             match cloned {
                 Err(e) if unsupported(&e) && into.is_some() => {
                     // Perhaps only CLONE_INTO_CGROUP is missing: try without it.

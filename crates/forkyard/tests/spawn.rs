@@ -30,6 +30,7 @@ fn main() {
         ("the_child_leads_its_own_process_group", the_child_leads_its_own_process_group),
         ("the_child_gets_our_signal_mask_and_we_keep_it", the_child_gets_our_signal_mask_and_we_keep_it),
         ("clone3_answered_enosys_falls_back_to_fork", clone3_answered_enosys_falls_back_to_fork),
+        ("before_exec_the_child_has_no_handler_of_ours", before_exec_the_child_has_no_handler_of_ours),
         ("clone3_answered_eperm_falls_back_to_fork", clone3_answered_eperm_falls_back_to_fork),
         ("the_child_is_born_in_the_cgroup_given", the_child_is_born_in_the_cgroup_given),
         (
@@ -161,6 +162,65 @@ fn the_child_gets_our_signal_mask_and_we_keep_it() {
     assert_eq!(blocked & bit(Signal::TERM), 0, "and only what we block: {blocked:x}");
     assert!(after.contains(Signal::USR2) && !after.contains(Signal::TERM), "our mask is unchanged");
     assert_eq!(after.iter().collect::<Vec<_>>(), mine.iter().collect::<Vec<_>>(), "our mask is unchanged");
+}
+
+extern "C" fn count_usr1(_: libc::c_int) {
+    USR1_SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+static USR1_SEEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A field of `/proc/PID/status` as a hexadecimal mask.
+fn status_mask(pid: i32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix(field))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// The child of `start` may share our memory until its exec: no handler of ours may be in
+/// it, and every signal (the C library's own too) stays blocked until its last step. The
+/// child is held before its exec by its `announce` write into a full pipe, and looked at
+/// from another thread (ours sleeps in the clone meanwhile).
+fn before_exec_the_child_has_no_handler_of_ours() {
+    // SAFETY: a handler that only bumps an atomic.
+    unsafe { libc::signal(libc::SIGUSR1, count_usr1 as *const () as libc::sighandler_t) };
+    let (mut out, w) = pipe();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&w);
+    // SAFETY: fcntl with plain flags on a descriptor we hold, and writes from a valid buffer.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
+        while libc::write(fd, [0u8; 4096].as_ptr().cast(), 4096) > 0 {}
+        libc::fcntl(fd, libc::F_SETFL, 0);
+    }
+    let me = std::process::id() as i32;
+    let watcher = std::thread::spawn(move || {
+        let child = support::wait_for("the child, held in its announce", support::PATIENCE, || {
+            std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+                let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                let ppid: i32 = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+                (ppid == me).then_some(pid)
+            })
+        });
+        let seen = (status_mask(child, "SigCgt:"), status_mask(child, "SigBlk:"));
+        // Let it go on to its exec.
+        std::io::copy(&mut out, &mut std::io::sink()).expect("drain the pipe");
+        seen
+    });
+    let mut program = Program::new(["true"]);
+    program.stdio[2] = Some(w);
+    let mut child = Launch::new().announce(b"held\n".to_vec()).start(program).expect("start true");
+    assert_eq!(child.wait().expect("wait"), ExitStatus::Exited(0));
+    let (caught, blocked) = watcher.join().expect("the watcher");
+    // SAFETY: back to the default action.
+    unsafe { libc::signal(libc::SIGUSR1, libc::SIG_DFL) };
+    let (caught, blocked) = (caught.expect("SigCgt"), blocked.expect("SigBlk"));
+    let bit = |n: i32| 1u64 << (n - 1);
+    assert_eq!(caught & bit(libc::SIGUSR1), 0, "our SIGUSR1 handler is not in the child: SigCgt {caught:x}");
+    assert_eq!(caught, 0, "no handler at all is in the child: SigCgt {caught:x}");
+    for n in [libc::SIGTERM, libc::SIGUSR1, 32, 33] {
+        assert_ne!(blocked & bit(n), 0, "signal {n} is blocked until the child's last step: SigBlk {blocked:x}");
+    }
 }
 
 /// Makes every later `clone3` of this process (and its children) fail with `errno`, as a

@@ -13,9 +13,10 @@
 //! `posix_spawn` does) and runs on a stack of its own: on top of the rule above, whatever it
 //! writes the parent sees, so it writes only its own stack, the `LISTEN_PID` slot prepared
 //! for it and `errno` (in the parent thread's TLS: that thread sleeps until the exec, and
-//! reads the result of the clone from a register, not `errno`), and it sets caught signals
-//! back to the default before it unblocks any, so that no handler of the parent's ever runs
-//! in it. A child that changes its user is forked instead (see `Launch::start`).
+//! reads the result of the clone from a register, not `errno`). It is born with every caught
+//! signal at its default action (CLONE_CLEAR_SIGHAND) and every signal blocked until its last
+//! step, so no handler of the parent's ever runs in it. A child that changes its user is
+//! forked instead (see `Launch::start`).
 
 use std::os::fd::RawFd;
 
@@ -98,8 +99,7 @@ impl Launch<'_> {
                 Disposition::Ignore => libc::SIG_IGN,
                 Disposition::Default | Disposition::Handler => libc::SIG_DFL,
             };
-            // SAFETY: SIG_IGN and SIG_DFL need no function behind them.
-            unsafe { libc::signal(signal.as_raw(), handler) };
+            set_disposition(signal.as_raw(), handler);
         }
         if rewrite_listen_pid {
             // Not std::env::set_var: Command::spawn holds std's environment lock across the
@@ -126,8 +126,8 @@ impl Launch<'_> {
 
     /// The child's side of `start`: system calls only, then `execve`; on failure, the step
     /// and errno go to `report` and the child ends with status 127. `shared_mask` is given in
-    /// a child that shares the parent's memory: caught signals go back to the default first,
-    /// and that mask (the parent's, before it blocked everything) is the one to end with.
+    /// a child that shares the parent's memory and starts with every signal blocked: that mask
+    /// (the parent's, before it blocked everything) is the one to end with.
     pub(super) fn exec_child(
         &self,
         prepared: &Prepared,
@@ -147,9 +147,6 @@ impl Launch<'_> {
             }
         };
         let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
-        if shared_mask.is_some() {
-            default_caught_signals();
-        }
         if let Some(dir) = join {
             if let Err(e) = join_cgroup(dir) {
                 fail(STEP_CGROUP, e.raw_os_error().unwrap_or(libc::EIO));
@@ -232,27 +229,32 @@ pub(super) extern "C" fn shared_entry(arg: *mut libc::c_void) -> ! {
     )
 }
 
-/// Sets every signal that has a handler back to the default action: in a child sharing the
-/// parent's memory, a handler would run on the parent's data. Every signal is blocked while
-/// this runs. One query per signal, as glibc's posix_spawn does.
-fn default_caught_signals() {
-    for signal in 1..=libc::SIGRTMAX() {
-        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
-            continue;
-        }
-        let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
-        // SAFETY: a query (no new action) into a valid, writable sigaction; glibc refuses the
-        // two signals it keeps for itself with EINVAL, which leaves them as they are.
-        if unsafe { libc::sigaction(signal, std::ptr::null(), old.as_mut_ptr()) } != 0 {
-            continue;
-        }
-        // SAFETY: the call succeeded and filled `old`.
-        let handler = unsafe { old.assume_init() }.sa_sigaction;
-        if handler != libc::SIG_DFL && handler != libc::SIG_IGN {
-            // SAFETY: SIG_DFL needs no function behind it.
-            unsafe { libc::signal(signal, libc::SIG_DFL) };
-        }
+/// Sets `signal` to SIG_IGN or SIG_DFL by the system call itself: the C library's wrapper
+/// may take a lock (musl's does for SIGABRT), and in a child that shares our memory that lock
+/// is the parent's.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn set_disposition(signal: libc::c_int, handler: libc::sighandler_t) {
+    /// The kernel's `struct sigaction` on x86-64 and aarch64.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: libc::sighandler_t,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
     }
+    let action = KernelSigaction { handler, flags: 0, restorer: 0, mask: 0 };
+    // SAFETY: rt_sigaction with a valid action for SIG_IGN or SIG_DFL (no function, so no
+    // restorer), no old action wanted, and the kernel's 8-byte set size.
+    unsafe {
+        libc::syscall(libc::SYS_rt_sigaction, signal, &action as *const KernelSigaction, std::ptr::null_mut::<u8>(), 8)
+    };
+}
+
+/// Elsewhere (no child shares our memory there) through the C library.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn set_disposition(signal: libc::c_int, handler: libc::sighandler_t) {
+    // SAFETY: SIG_IGN and SIG_DFL need no function behind them.
+    unsafe { libc::signal(signal, handler) };
 }
 
 /// Moves the calling process into the cgroup whose directory is open as `dir`, by writing

@@ -165,8 +165,9 @@ pub(crate) type ChildEntry = extern "C" fn(*mut libc::c_void) -> !;
 /// only make async-signal-safe system calls on memory that stays valid and unchanged until
 /// the child execs (the caller's frame qualifies: the calling thread sleeps until then); it
 /// must not allocate, take a lock, unwind or return. Every signal must be blocked in the
-/// calling thread across the call, and the child must set the dispositions of caught signals
-/// to the default before it unblocks any: a handler run in the child would run on our memory.
+/// calling thread across the call ([`block_every_signal`]); the child starts with every
+/// caught signal at its default action (CLONE_CLEAR_SIGHAND), so none of our handlers can run
+/// in it once it unblocks them.
 #[cfg(target_arch = "x86_64")]
 pub(crate) unsafe fn clone_vm(
     cgroup: Option<RawFd>,
@@ -175,9 +176,16 @@ pub(crate) unsafe fn clone_vm(
     arg: *mut libc::c_void,
 ) -> io::Result<(Pid, OwnedFd)> {
     const CLONE_VM: u64 = 0x100;
+    // Every caught signal back to the default in the child (ignored ones stay ignored),
+    // Linux 5.5+: no handler of ours can run on our memory in the child.
+    const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
     let mut pidfd: libc::c_int = -1;
     let mut args = CloneArgs {
-        flags: CLONE_VM | CLONE_VFORK | CLONE_PIDFD | if cgroup.is_some() { CLONE_INTO_CGROUP } else { 0 },
+        flags: CLONE_VM
+            | CLONE_VFORK
+            | CLONE_PIDFD
+            | CLONE_CLEAR_SIGHAND
+            | if cgroup.is_some() { CLONE_INTO_CGROUP } else { 0 },
         pidfd: (&mut pidfd as *mut libc::c_int) as u64,
         exit_signal: libc::SIGCHLD as u64,
         // The kernel starts the child at `stack + stack_size` (the stack grows down): the top
@@ -221,6 +229,29 @@ pub(crate) unsafe fn clone_vm(
     let pid = Pid::new(ret as i32).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
     // SAFETY: with CLONE_PIDFD, a successful clone3 stored a fresh descriptor we own.
     Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }))
+}
+
+/// Blocks every signal in the calling thread, the C library's own included (glibc keeps 32
+/// and 33 out of `pthread_sigmask`, musl 32 to 34), and returns the previous mask as the
+/// kernel's 64-bit set, for [`set_signal_mask`].
+pub(crate) fn block_every_signal() -> io::Result<u64> {
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    // SAFETY: rt_sigprocmask with valid pointers to 8-byte sets and their size.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK, &all as *const u64, &mut old as *mut u64, 8)
+    };
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(old) }
+}
+
+/// Sets the calling thread's signal mask to the kernel's 64-bit set `mask`, exactly (the C
+/// library's own signals included).
+pub(crate) fn set_signal_mask(mask: u64) -> io::Result<()> {
+    // SAFETY: rt_sigprocmask with a valid pointer to an 8-byte set and its size.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &mask as *const u64, std::ptr::null_mut::<u64>(), 8)
+    };
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 /// Whether this kernel has pidfds, probed once on our own PID.
