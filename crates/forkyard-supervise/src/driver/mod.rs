@@ -383,6 +383,13 @@ impl<'a> Driver<'a> {
             }
             self.output.flush();
             self.publish();
+            if !self.ready.is_empty() && !self.output.has_room() && !self.output_waiting {
+                // Streams wait for room that no wake-up was asked for (the last read of the
+                // round filled the output, or a death's last read did): ask now, or the loop
+                // would sleep with the services blocked on full pipes and nothing left to
+                // wake it (seen: 1 run in 15 of the yes flood test hung so).
+                self.output_waiting = self.output.wait_for_room();
+            }
             let busy = !self.events.is_empty() || !self.actions.is_empty() || self.can_pump();
             let timeout = if busy {
                 Some(Duration::ZERO)
@@ -831,7 +838,11 @@ impl<'a> Driver<'a> {
                     // output has room).
                     let mine = self.slots[unit.index()].streams.clone();
                     for n in mine {
-                        self.read_stream(n);
+                        // What did not fit in the output is read in turn later: its edge
+                        // is spent, so it must be queued here.
+                        if self.read_stream(n) {
+                            self.mark_ready_stream(n);
+                        }
                     }
                     self.events.push_back(Event::Exited { unit, run, status: r.status });
                 }
