@@ -61,6 +61,10 @@ fn main() {
         ("a_service_killed_with_sigkill_is_restarted_anew", a_service_killed_with_sigkill_is_restarted_anew),
         ("killing_up_with_sigkill_stops_its_services", killing_up_with_sigkill_stops_its_services),
         ("the_next_up_kills_what_a_killed_up_left", the_next_up_kills_what_a_killed_up_left),
+        (
+            "the_next_up_kills_what_a_killed_up_left_while_another_up_sweeps",
+            the_next_up_kills_what_a_killed_up_left_while_another_up_sweeps,
+        ),
         ("hanging_exec_checks_are_killed_whole_with_cgroups", hanging_exec_checks_are_killed_whole_with_cgroups),
         ("hanging_exec_checks_are_killed_whole_without_cgroups", hanging_exec_checks_are_killed_whole_without_cgroups),
         ("a_log_file_that_is_a_symbolic_link_is_refused", a_log_file_that_is_a_symbolic_link_is_refused),
@@ -630,6 +634,21 @@ fn kill_up(up: &mut Up) {
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
 }
 
+/// The stale cgroup subtree that `pid` is in, opened and locked as another `up`'s sweep of it
+/// locks it (shared: the lock a live `up` holds is exclusive).
+fn sweeping(pid: Pid) -> std::fs::File {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("the sleep's cgroup");
+    let path = text.lines().find_map(|l| l.strip_prefix("0::")).expect("a cgroup2 line");
+    // `<our cgroup>/forkyard-<key>-<pid>/<unit>`: the subtree of an `up` we started is in ours.
+    let subtree = Path::new(path).parent().and_then(Path::file_name).expect("the subtree's name");
+    let root = forkyard::procs::own_cgroup().expect("our cgroup").join(subtree);
+    let file = std::fs::File::open(&root).expect("open the stale subtree");
+    // SAFETY: flock on a descriptor we own.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    assert_eq!(locked, 0, "lock {}: {}", root.display(), std::io::Error::last_os_error());
+    file
+}
+
 /// Waits until `pid` (now an orphan adopted by the test process) has ended, and collects it.
 fn wait_adopted_end(pid: Pid, what: &str) {
     support::wait_for(what, support::PATIENCE, || (!alive(pid)).then_some(()));
@@ -650,6 +669,19 @@ fn killing_up_with_sigkill_stops_its_services() {
 }
 
 fn the_next_up_kills_what_a_killed_up_left() {
+    next_up_kills_leftovers(false);
+}
+
+/// Every `up` sweeps the stale subtrees of all the others when it starts: one doing so at the
+/// moment the next `up` of a killed one's configuration looks must not hide the leftovers
+/// (that race failed `the_next_up_kills_what_a_killed_up_left` 1 run in 15 of the suite).
+fn the_next_up_kills_what_a_killed_up_left_while_another_up_sweeps() {
+    next_up_kills_leftovers(true);
+}
+
+/// Kills an `up` whose service left a process, then starts the next one; with `sweep_beside`,
+/// holds the lock a sweep of another `up` takes on the stale subtree while the next one starts.
+fn next_up_kills_leftovers(sweep_beside: bool) {
     let dir = tempfile::tempdir().expect("tmp");
     write_config(dir.path(), "[services.svc]\ncommand = \"sleep 1000552 & wait\"\n");
     let mut up = Up::start(dir.path(), &[], &[]);
@@ -664,8 +696,10 @@ fn the_next_up_kills_what_a_killed_up_left() {
     // The shell dies of its parent-death signal; its sleep lives on, in the stale cgroup.
     wait_adopted_end(sh, "the service's shell to end");
     assert!(alive(old), "the sleep should outlive the shell (it has no parent-death signal)");
+    let sweep = sweep_beside.then(|| sweeping(old));
     let mut next = Up::start(dir.path(), &[], &[]);
     next.wait_for("killed 1 process(es) that a previous forkyard up of this configuration left running");
+    drop(sweep);
     let (i, _) = next.started_after(0, "svc");
     assert!(
         i > next.seen.iter().position(|l| l.contains("killed 1 process")).unwrap_or(usize::MAX),

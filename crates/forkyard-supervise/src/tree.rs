@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use forkyard::procs::{ScanOptions, Snapshot};
 use forkyard::{Pid, Signal};
+use rustix::fs::FlockOperation;
 
 /// The variable that names a process's unit in its environment (inherited by everything the
 /// unit starts, unless it clears its environment).
@@ -84,7 +85,7 @@ impl Cgroups {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(_) => return None,
             }
-            let Some(lock) = lock_dir(&root) else { continue };
+            let Some(lock) = lock_dir(&root, FlockOperation::NonBlockingLockExclusive) else { continue };
             // Another up's stale sweep may have removed it between mkdir and flock.
             if root.is_dir() {
                 made = Some(Cgroups { root, _lock: lock });
@@ -120,10 +121,11 @@ impl Cgroups {
     }
 }
 
-/// Opens `dir` and takes its `flock`; `None` if that fails or someone else holds it.
-fn lock_dir(dir: &Path) -> Option<std::fs::File> {
+/// Opens `dir` and takes its `flock` (`how`, never waiting); `None` if that fails or the lock
+/// is held in a way that excludes it.
+fn lock_dir(dir: &Path, how: FlockOperation) -> Option<std::fs::File> {
     let file = std::fs::File::open(dir).ok()?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).ok()?;
+    rustix::fs::flock(&file, how).ok()?;
     Some(file)
 }
 
@@ -139,7 +141,13 @@ fn sweep_stale(parent: &Path, key: &str) -> Vec<Leftover> {
         if !is_subtree_name(&name) || !e.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
-        let Some(_lock) = lock_dir(&e.path()) else { continue };
+        // A shared lock: it fails only against the exclusive one a live `up` holds, not
+        // against the sweep of another `up` starting at the same moment (every `up` sweeps
+        // the whole parent). With an exclusive one here, an `up` that met another's sweep on
+        // its killed predecessor's subtree took that subtree for alive and left what was in
+        // it running (seen: the_next_up_kills_what_a_killed_up_left failed so 1 run in 15 of
+        // the suite).
+        let Some(_lock) = lock_dir(&e.path(), FlockOperation::NonBlockingLockShared) else { continue };
         if name.starts_with(&ours) {
             let processes = kill_subtree(&e.path());
             if processes > 0 {
