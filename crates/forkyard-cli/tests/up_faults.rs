@@ -669,21 +669,22 @@ fn killing_up_with_sigkill_stops_its_services() {
 }
 
 fn the_next_up_kills_what_a_killed_up_left() {
-    next_up_kills_leftovers(false);
+    next_up_kills_leftovers("1000552", false);
 }
 
 /// Every `up` sweeps the stale subtrees of all the others when it starts: one doing so at the
 /// moment the next `up` of a killed one's configuration looks must not hide the leftovers
 /// (that race failed `the_next_up_kills_what_a_killed_up_left` 1 run in 15 of the suite).
 fn the_next_up_kills_what_a_killed_up_left_while_another_up_sweeps() {
-    next_up_kills_leftovers(true);
+    next_up_kills_leftovers("1000553", true);
 }
 
-/// Kills an `up` whose service left a process, then starts the next one; with `sweep_beside`,
-/// holds the lock a sweep of another `up` takes on the stale subtree while the next one starts.
-fn next_up_kills_leftovers(sweep_beside: bool) {
+/// Kills an `up` whose service left a process (a sleep for `marker` seconds, a number no other
+/// test sleeps: tests run side by side), then starts the next one; with `sweep_beside`, holds
+/// the lock a sweep of another `up` takes on the stale subtree while the next one starts.
+fn next_up_kills_leftovers(marker: &str, sweep_beside: bool) {
     let dir = tempfile::tempdir().expect("tmp");
-    write_config(dir.path(), "[services.svc]\ncommand = \"sleep 1000552 & wait\"\n");
+    write_config(dir.path(), &format!("[services.svc]\ncommand = \"sleep {marker} & wait\"\n"));
     let mut up = Up::start(dir.path(), &[], &[]);
     if !with_cgroups(&mut up) {
         eprintln!("note: skipped, forkyard gets no cgroups on this host");
@@ -691,7 +692,7 @@ fn next_up_kills_leftovers(sweep_beside: bool) {
         return;
     }
     let (_, sh) = up.started_after(0, "svc");
-    let (old, _) = support::wait_for("the sleep", support::PATIENCE, || sleeps_with("1000552").pop());
+    let (old, _) = support::wait_for("the sleep", support::PATIENCE, || sleeps_with(marker).pop());
     kill_up(&mut up);
     // The shell dies of its parent-death signal; its sleep lives on, in the stale cgroup.
     wait_adopted_end(sh, "the service's shell to end");
@@ -707,7 +708,7 @@ fn next_up_kills_leftovers(sweep_beside: bool) {
     );
     wait_adopted_end(old, "the old sleep to be killed");
     let copies = support::wait_for("the new sleep", support::PATIENCE, || {
-        let now = sleeps_with("1000552");
+        let now = sleeps_with(marker);
         (!now.is_empty()).then_some(now)
     });
     assert_eq!(copies.len(), 1, "one copy runs: {copies:?}");
