@@ -5,7 +5,6 @@
 //! Each test looks at the system while `up` still runs (its final clean-up would hide a leak),
 //! waits for events with generous bounds and asserts no duration. Each was seen to fail with
 //! the feature it names broken on purpose (which break, for which test: this file's history).
-//! Two fail today, on purpose: they pin engine bugs, described where they are.
 //!
 //! Helper services (an odd-sized writer, a NOTIFY_SOCKET sender) are this test binary itself,
 //! re-executed with `FORKYARD_TEST_HELPER`.
