@@ -211,7 +211,9 @@ fn sweep_stale(base: &Path) {
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(path.join(LOCK));
         let Ok(lock) = lock else { continue };
-        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+        // Shared, as the cgroup sweep's (tree.rs): it fails only against a live `up`'s
+        // exclusive lock, not against another `up` sweeping at the same moment.
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockShared).is_ok() {
             // remove_dir_all does not follow symbolic links found inside.
             let _ = fs::remove_dir_all(&path);
         }
