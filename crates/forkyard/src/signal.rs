@@ -319,20 +319,6 @@ impl SignalSet {
         (1..=libc::SIGRTMAX()).map(Signal).filter(|s| self.contains(*s))
     }
 
-    /// The set of the signals whose bits are set in the kernel's 64-bit mask (bit 0 is
-    /// signal 1). The C library's own signals, which it will not put in a set, are left out.
-    pub(crate) fn from_kernel_mask(mask: u64) -> SignalSet {
-        let mut set = SignalSet::empty();
-        for bit in 0..64 {
-            if mask & (1 << bit) != 0 {
-                // SAFETY: the set is initialised; a number the C library refuses (its own
-                // signals, or one past its SIGRTMAX) is an EINVAL that leaves the set as is.
-                unsafe { libc::sigaddset(&mut set.0, bit + 1) };
-            }
-        }
-        set
-    }
-
     /// The raw set, for the system calls that take one.
     pub(crate) fn as_raw(&self) -> &libc::sigset_t {
         &self.0

@@ -583,8 +583,9 @@ pub(crate) struct Shared<'a> {
     join: Option<RawFd>,
     parent: Pid,
     report: RawFd,
-    /// The parent thread's mask before it blocked every signal for the clone.
-    mask: SignalSet,
+    /// The parent thread's mask (the kernel's 64-bit set) before it blocked every signal for
+    /// the clone.
+    mask: u64,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -715,7 +716,8 @@ impl Launch<'_> {
 impl Launch<'_> {
     /// `start`'s child made as `posix_spawn` makes one: sharing our memory, on a stack of its
     /// own, in `cgroup` from birth where the kernel allows (else it joins the cgroup itself).
-    /// `Err` with ENOSYS, EINVAL or E2BIG: this kernel cannot; fork instead.
+    /// `Err` that [`unsupported`] accepts: this kernel (or a seccomp filter) will not; fork
+    /// instead.
     fn start_shared(
         &self,
         prepared: &Prepared,
@@ -734,11 +736,10 @@ impl Launch<'_> {
         let result = loop {
             // Every signal blocked across the clone, the C library's own too: the child is
             // born with no handler of ours (CLONE_CLEAR_SIGHAND) and sets its mask last.
-            let raw_mask = match sys::block_every_signal() {
+            let mask = match sys::block_every_signal() {
                 Ok(mask) => mask,
                 Err(e) => break Err(e),
             };
-            let mask = SignalSet::from_kernel_mask(raw_mask);
             let shared = Shared {
                 launch: self,
                 prepared,
@@ -755,7 +756,7 @@ impl Launch<'_> {
             let cloned = unsafe {
                 sys::clone_vm(into, &stack, child::shared_entry, (&shared as *const Shared<'_>).cast_mut().cast())
             };
-            let _ = sys::set_signal_mask(raw_mask);
+            let _ = sys::set_signal_mask(mask);
             match cloned {
                 Err(e) if unsupported(&e) && into.is_some() => {
                     // Perhaps only CLONE_INTO_CGROUP is missing: try without it.

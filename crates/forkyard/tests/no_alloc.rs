@@ -17,7 +17,7 @@ mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -89,17 +89,6 @@ fn main() {
     ]);
 }
 
-fn pipe() -> (std::fs::File, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills the two-element array we pass.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0, "pipe2");
-    // SAFETY: both descriptors are fresh and ours.
-    unsafe {
-        use std::os::fd::FromRawFd;
-        (std::fs::File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
-    }
-}
-
 fn read_all(mut from: impl Read) -> String {
     let mut text = String::new();
     from.read_to_string(&mut text).expect("read the child's output");
@@ -108,7 +97,7 @@ fn read_all(mut from: impl Read) -> String {
 
 /// The check itself works: a fork that allocates ends with the code and the marker.
 fn the_check_catches_an_allocation_in_a_fork() {
-    let (err_r, err_w) = pipe();
+    let (err_r, err_w) = support::pipe();
     // SAFETY: the test process is single-threaded; the child only redirects its standard
     // error and allocates, which the allocator turns into _exit.
     match unsafe { forkyard::fork() }.expect("fork") {
@@ -235,8 +224,8 @@ fn start_allocates_nothing_in_the_child() {
     name_us_in_listen_pid();
     let cgroup = TempCgroup::new("start");
     for (what, launch) in setups(cgroup.as_ref()) {
-        let (out_r, out_w) = pipe();
-        let (err_r, err_w) = pipe();
+        let (out_r, out_w) = support::pipe();
+        let (err_r, err_w) = support::pipe();
         let mut program = Program::new(["sh", "-c", SCRIPT]);
         program.stdio = [Some(std::fs::File::open("/dev/null").expect("/dev/null").into()), Some(out_w), Some(err_w)];
         program.cwd = Some("/".into());
@@ -254,8 +243,8 @@ fn spawn_allocates_nothing_in_the_child() {
         let mut command = Command::new("sh");
         command.args(["-c", SCRIPT]).current_dir("/");
         command.stdin(Stdio::null());
-        let (out_r, out_w) = pipe();
-        let (err_r, err_w) = pipe();
+        let (out_r, out_w) = support::pipe();
+        let (err_r, err_w) = support::pipe();
         command.stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
         let mut child = launch.spawn(&mut command).unwrap_or_else(|e| panic!("{what}: spawn: {e}"));
         // The command holds the write ends until it is dropped.

@@ -6,7 +6,7 @@
 mod support;
 
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
@@ -45,20 +45,9 @@ fn main() {
     ]);
 }
 
-fn pipe() -> (std::fs::File, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills the two-element array we pass.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0, "pipe2");
-    // SAFETY: both descriptors are fresh and ours.
-    unsafe {
-        use std::os::fd::FromRawFd;
-        (std::fs::File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
-    }
-}
-
 fn arguments_environment_directory_and_output_reach_the_child() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (mut out, w) = pipe();
+    let (mut out, w) = support::pipe();
     let err = w.try_clone().expect("dup");
     // `sh` is found through PATH; its arguments, a variable and the directory come through.
     let mut program = Program::new(["sh", "-c", "echo \"$1 $GREETING\"; pwd; echo oops >&2", "sh", "first"]);
@@ -132,13 +121,6 @@ fn the_child_leads_its_own_process_group() {
     assert_eq!(child.wait().expect("wait"), ExitStatus::Signaled { signal: Signal::KILL, core_dumped: false });
 }
 
-/// The mask of blocked signals of `pid`, from the `SigBlk:` line of its /proc status.
-fn blocked_of(pid: forkyard::Pid) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read the child's status");
-    let hex = status.lines().find_map(|l| l.strip_prefix("SigBlk:")).expect("a SigBlk line");
-    u64::from_str_radix(hex.trim(), 16).expect("a hexadecimal mask")
-}
-
 /// `start` blocks every signal in the calling thread across the clone (its child shares our
 /// memory until exec): the child must still end up with our mask, not everything blocked,
 /// and our own mask must be as it was.
@@ -152,7 +134,7 @@ fn the_child_gets_our_signal_mask_and_we_keep_it() {
     support::wait_for("sleep to exec", support::PATIENCE, || {
         Process::read(pid).expect("read").filter(|p| p.comm == "sleep")
     });
-    let blocked = blocked_of(pid);
+    let blocked = status_mask(pid.as_raw(), "SigBlk:").expect("the child's SigBlk");
     let after = forkyard::SignalSet::thread_mask().expect("our mask after start");
     child.kill(Signal::KILL).expect("kill");
     child.wait().expect("wait");
@@ -184,7 +166,7 @@ fn status_mask(pid: i32, field: &str) -> Option<u64> {
 fn before_exec_the_child_has_no_handler_of_ours() {
     // SAFETY: a handler that only bumps an atomic.
     unsafe { libc::signal(libc::SIGUSR1, count_usr1 as *const () as libc::sighandler_t) };
-    let (mut out, w) = pipe();
+    let (mut out, w) = support::pipe();
     let fd = std::os::fd::AsRawFd::as_raw_fd(&w);
     // SAFETY: fcntl with plain flags on a descriptor we hold, and writes from a valid buffer.
     unsafe {
@@ -292,7 +274,7 @@ fn the_child_is_born_in_the_cgroup_given() {
     };
     let handle = std::fs::File::open(&dir).expect("open the cgroup directory");
     let launch = Launch::new().cgroup(handle.as_fd());
-    let (mut out, w) = pipe();
+    let (mut out, w) = support::pipe();
     let mut program = Program::new(["cat", "/proc/self/cgroup"]);
     program.stdio[1] = Some(w);
     let mut child = launch.start(program).expect("start cat");
@@ -395,7 +377,7 @@ fn a_thread_local_destructor_can_start_a_child() {
 
 /// Runs `sh` to print `$LISTEN_PID $$` through `start` and returns the two numbers.
 fn listen_pid_seen_by(launch: &Launch<'_>) -> (String, String) {
-    let (mut out, w) = pipe();
+    let (mut out, w) = support::pipe();
     let mut program = Program::new(["sh", "-c", "echo $LISTEN_PID $$"]);
     program.stdio[1] = Some(w);
     let mut child = launch.start(program).expect("start sh");

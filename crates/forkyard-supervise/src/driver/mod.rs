@@ -384,10 +384,10 @@ impl<'a> Driver<'a> {
             self.output.flush();
             self.publish();
             if !self.ready.is_empty() && !self.output.has_room() && !self.output_waiting {
-                // Streams wait for room that no wake-up was asked for (the last read of the
-                // round filled the output, or a death's last read did): ask now, or the loop
-                // would sleep with the services blocked on full pipes and nothing left to
-                // wake it (seen: 1 run in 15 of the yes flood test hung so).
+                // Streams wait for room: ask to be woken when there is some, here, before
+                // the loop sleeps, whichever read filled the output (asked only in `pump`, a
+                // round whose last read filled it slept with the services blocked on full
+                // pipes and nothing left to wake it: 2 runs in 23 of the yes flood test).
                 self.output_waiting = self.output.wait_for_room();
             }
             let busy = !self.events.is_empty() || !self.actions.is_empty() || self.can_pump();
@@ -906,11 +906,9 @@ impl<'a> Driver<'a> {
     fn pump(&mut self) {
         for _ in 0..self.ready.len() {
             if !self.output.has_room() {
-                if !self.output_waiting {
-                    // Woken through ROOM once the writer has caught up; until then the
-                    // services' pipes fill and their writes block.
-                    self.output_waiting = self.output.wait_for_room();
-                }
+                // The loop asks to be woken through ROOM once the writer has caught up
+                // (before it sleeps); until then the services' pipes fill and their writes
+                // block.
                 return;
             }
             let Some(n) = self.ready.pop_front() else { return };

@@ -36,9 +36,10 @@ impl Launch<'_> {
         self.setup(parent, rewrite_listen_pid, None)
     }
 
-    /// Everything but the cgroup, in the child. `mask` is the signal mask to end with when
-    /// the launch sets none (a child of `clone_vm` starts with every signal blocked).
-    fn setup(&self, parent: Pid, rewrite_listen_pid: bool, mask: Option<&SignalSet>) -> std::io::Result<()> {
+    /// Everything but the cgroup, in the child. `restore` is the kernel's signal mask to end
+    /// with when the launch sets none (a child of `clone_vm` starts with every signal
+    /// blocked).
+    fn setup(&self, parent: Pid, rewrite_listen_pid: bool, restore: Option<u64>) -> std::io::Result<()> {
         match self.group {
             Group::Inherit => {}
             // SAFETY: setpgid(0, 0) on ourselves; no memory is passed.
@@ -116,18 +117,21 @@ impl Launch<'_> {
             // SAFETY: a write of a valid buffer to standard error.
             unsafe { libc::write(libc::STDERR_FILENO, text.as_ptr().cast(), text.len()) };
         }
-        if let Some(mask) = self.signal_mask.as_ref().or(mask) {
-            // Last, so that nothing above runs with signals unblocked.
+        // Last, so that nothing above runs with signals unblocked.
+        if let Some(mask) = &self.signal_mask {
             // SAFETY: a valid sigset_t; the old mask is not wanted.
             unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask.as_raw(), std::ptr::null_mut()) };
+        } else if let Some(raw) = restore {
+            sys::set_signal_mask(raw)?;
         }
         Ok(())
     }
 
     /// The child's side of `start`: system calls only, then `execve`; on failure, the step
     /// and errno go to `report` and the child ends with status 127. `shared_mask` is given in
-    /// a child that shares the parent's memory and starts with every signal blocked: that mask
-    /// (the parent's, before it blocked everything) is the one to end with.
+    /// a child that shares the parent's memory and starts with every signal blocked: that
+    /// mask (the parent's, as the kernel keeps it, before it blocked everything) is the one to
+    /// end with.
     pub(super) fn exec_child(
         &self,
         prepared: &Prepared,
@@ -135,7 +139,7 @@ impl Launch<'_> {
         join: Option<RawFd>,
         parent: Pid,
         report: RawFd,
-        shared_mask: Option<&SignalSet>,
+        shared_mask: Option<u64>,
     ) -> ! {
         let fail = |step: u8, errno: i32| -> ! {
             let e = errno.to_le_bytes();
@@ -225,7 +229,7 @@ pub(super) extern "C" fn shared_entry(arg: *mut libc::c_void) -> ! {
         shared.join,
         shared.parent,
         shared.report,
-        Some(&shared.mask),
+        Some(shared.mask),
     )
 }
 

@@ -142,3 +142,15 @@ pub fn reap_adopted() -> usize {
 
 /// A generous bound for events that normally take microseconds.
 pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A close-on-exec pipe: its read end as a `File`, its write end to hand to a child.
+pub fn pipe() -> (std::fs::File, std::os::fd::OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array we pass.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0, "pipe2");
+    // SAFETY: both descriptors are fresh and ours.
+    unsafe {
+        use std::os::fd::FromRawFd;
+        (std::fs::File::from_raw_fd(fds[0]), std::os::fd::OwnedFd::from_raw_fd(fds[1]))
+    }
+}
